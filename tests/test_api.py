@@ -1,0 +1,210 @@
+"""The public API: export -> load identity, every accepted input type, clear errors on bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+import vqtok
+from vqtok.config import TokenizerConfig
+from vqtok.export import load_export, save_export
+from vqtok.model.vqvae import VQVAE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def model() -> VQVAE:
+    torch.manual_seed(0)
+    return VQVAE(TokenizerConfig.from_name("tiny")).eval()
+
+
+@pytest.fixture(scope="module")
+def export_dir(model, tmp_path_factory) -> Path:
+    return save_export(model, tmp_path_factory.mktemp("export") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def tok(export_dir):
+    return vqtok.load(export_dir)
+
+
+def random_image(h: int = 32, w: int = 48, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_export_files_and_halves(export_dir):
+    assert sorted(p.name for p in export_dir.iterdir()) == ["config.json", "decoder.safetensors", "encoder.safetensors"]
+    enc, dec = load_file(export_dir / "encoder.safetensors"), load_file(export_dir / "decoder.safetensors")
+    assert "quantizer.embed" in enc and "quantizer.embed" in dec  # each half carries the codebook
+    assert not any(k.startswith("decoder.") for k in enc) and not any(k.startswith("encoder.") for k in dec)
+    assert TokenizerConfig.from_file(export_dir / "config.json") == TokenizerConfig.from_name("tiny")
+
+
+def test_export_then_load_gives_identical_ids_and_outputs(model, tok):
+    x = torch.rand(2, 3, 32, 48) * 2 - 1
+    with torch.no_grad():
+        q = model.encode(x)
+        y_direct = model.decode_ids(q.ids).clamp(-1, 1)
+    ids = tok.encode(x)
+    assert ids.dtype == torch.long and ids.shape == (2, 4, 6)
+    assert torch.equal(ids, q.ids)
+    assert torch.equal(tok.decode(ids), y_direct)
+    assert torch.allclose(tok.codes(ids), q.z_q, atol=1e-6)  # z_q = z + (e - z): equal up to rounding
+    assert tok.codebook_size == 512 and tok.downsample == 8
+
+
+def test_every_input_type_gives_the_same_ids(tok, tmp_path):
+    a = random_image()
+    want = tok.encode(torch.from_numpy(a).permute(2, 0, 1)[None].float() / 127.5 - 1)
+    Image.fromarray(a).save(tmp_path / "img.png")
+    assert torch.equal(tok.encode(a), want)  # uint8 (H, W, 3)
+    assert torch.equal(tok.encode(a[None]), want)  # uint8 (B, H, W, 3)
+    assert torch.equal(tok.encode(Image.fromarray(a)), want)  # PIL
+    assert torch.equal(tok.encode(tmp_path / "img.png"), want)  # path
+    assert torch.equal(tok.encode(str(tmp_path / "img.png")), want)  # str path
+    both = tok.encode([Image.fromarray(a), a])  # list of mixed items
+    assert torch.equal(both, torch.cat([want, want]))
+
+
+def test_any_size_is_padded_and_cropped_back(tok):
+    x = torch.rand(1, 3, 37, 45) * 2 - 1
+    ids = tok.encode(x)
+    assert ids.shape == (1, 5, 6)  # ceil(37/8), ceil(45/8)
+    assert tok.decode(ids).shape == (1, 3, 40, 48)
+    y = tok.decode(ids, size=(37, 45))
+    assert y.shape == (1, 3, 37, 45) and y.min() >= -1 and y.max() <= 1
+
+
+def test_reduced_precision_keeps_fp32_lookup(export_dir, tok):
+    tok16 = vqtok.load(export_dir, dtype=torch.bfloat16)
+    assert tok16.model.quantizer.embed.dtype == torch.float32
+    assert tok16.model.encoder.conv_in.weight.dtype == torch.bfloat16
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    ids16 = tok16.encode(x)
+    assert (ids16 == tok.encode(x)).float().mean() > 0.8
+    assert tok16.decode(ids16).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.zeros(3, 32, 32), "x[None]"),
+        (torch.zeros(1, 5, 32, 32), "(B, 3, H, W)"),
+        (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "floating point"),
+        (torch.full((1, 3, 8, 8), 200.0), "[-1, 1]"),
+        (torch.full((1, 3, 8, 8), float("nan")), "NaN"),
+        (torch.zeros(0, 3, 8, 8), "empty"),
+        (np.zeros((8, 8, 3), dtype=np.float32), "uint8"),
+        (np.zeros((8, 8), dtype=np.uint8), "(H, W, 3)"),
+        ([], "empty list"),
+        ([np.zeros((8, 8, 3), np.uint8), np.zeros((16, 8, 3), np.uint8)], "share a size"),
+    ],
+)
+def test_bad_images_get_clear_errors(tok, bad, message):
+    with pytest.raises(vqtok.InputError) as e:
+        tok.encode(bad)
+    assert message in str(e.value)
+
+
+def test_unsupported_type_is_a_type_error(tok):
+    with pytest.raises(vqtok.InputTypeError, match="cannot encode a dict"):
+        tok.encode({"x": 1})
+
+
+def test_corrupt_or_missing_image_file(tok, tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not a png at all")
+    with pytest.raises(vqtok.FileFormatError, match="bad.png"):
+        tok.encode(tmp_path / "bad.png")
+    with pytest.raises(vqtok.FileFormatError, match="missing.png"):
+        tok.encode(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        (torch.full((1, 4, 4), 512), "[0, 512)"),
+        (torch.full((1, 4, 4), -1), "[0, 512)"),
+        (torch.zeros(1, 4, 4), "integer dtype"),
+        (torch.zeros(4, 4, dtype=torch.long), "(B, h, w)"),
+        (torch.zeros(1, 0, 4, dtype=torch.long), "empty"),
+    ],
+)
+def test_bad_ids_get_clear_errors(tok, ids, message):
+    with pytest.raises(vqtok.InputError) as e:
+        tok.decode(ids)
+    assert message in str(e.value)
+    with pytest.raises(vqtok.InputError):
+        tok.codes(ids)
+
+
+def test_not_an_export(tmp_path):
+    with pytest.raises(vqtok.ExportError, match="not a directory"):
+        vqtok.load(tmp_path / "nothing-here")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(vqtok.ExportError, match="missing config.json"):
+        vqtok.load(tmp_path / "empty")
+
+
+def _copy_export(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_export_whose_tensors_do_not_match_config(export_dir, tmp_path):
+    bad = _copy_export(export_dir, tmp_path / "bad")
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["num_codes"] = 1024
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(vqtok.ExportError, match="quantizer.embed: file \\(512, 8\\) vs config \\(1024, 8\\)"):
+        vqtok.load(bad)
+
+
+def test_export_with_missing_or_nonfinite_tensors(export_dir, tmp_path):
+    bad = _copy_export(export_dir, tmp_path / "bad")
+    dec = load_file(bad / "decoder.safetensors")
+    dec.pop("decoder.conv_out.bias")
+    dec["decoder.conv_in.weight"][0, 0, 0, 0] = float("inf")
+    save_file(dec, bad / "decoder.safetensors")
+    with pytest.raises(vqtok.ExportError) as e:
+        load_export(bad)
+    assert "missing tensors decoder.conv_out.bias" in str(e.value)
+    assert "non-finite values in decoder.conv_in.weight" in str(e.value)
+
+
+def test_export_halves_from_different_models(export_dir, tmp_path):
+    bad = _copy_export(export_dir, tmp_path / "bad")
+    dec = load_file(bad / "decoder.safetensors")
+    dec["quantizer.embed"] = torch.randn_like(dec["quantizer.embed"])
+    save_file(dec, bad / "decoder.safetensors")
+    with pytest.raises(vqtok.ExportError, match="disagree on \\['quantizer.embed'\\]"):
+        vqtok.load(bad)
+
+
+def test_export_replaces_an_earlier_export_atomically(model, tmp_path):
+    out = tmp_path / "exp"
+    save_export(model, out)
+    save_export(model, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]  # no temp or backup folders left
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(vqtok.ExportError, match="not a vqtok export"):
+        save_export(model, tmp_path / "other")
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_shared_api_contract_check_passes(export_dir):
+    check = ROOT.parent / "shared" / "checks" / "api_contract.py"
+    if not check.exists():
+        pytest.skip("shared/checks/api_contract.py is not beside this checkout")
+    r = subprocess.run([sys.executable, str(check), str(export_dir)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("ok:")

@@ -1,0 +1,123 @@
+"""The one dataclass that describes a tokenizer. It is what ``config.json`` holds in an export."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vqtok.errors import ConfigError
+
+
+@dataclass
+class TokenizerConfig:
+    """Architecture and quantizer settings of a VQ-VAE tokenizer.
+
+    The spatial downsampling factor is ``2 ** (len(channel_mults) - 1)``.
+    """
+
+    name: str = "f8"  # a label carried into exports and logs
+    in_channels: int = 3  # RGB
+    base_channels: int = 128  # width of the first encoder level
+    channel_mults: list[int] = field(default_factory=lambda: [1, 1, 2, 4])  # width per level, one downsample between
+    num_res_blocks: int = 2  # ResNet blocks per level
+    attention: bool = True  # self-attention (SDPA) in the middle blocks, at the lowest resolution
+    z_channels: int = 256  # encoder output / decoder input channels
+    norm_groups: int = 32  # GroupNorm groups; every width must be divisible by it
+    gradient_checkpointing: bool = False  # recompute ResNet blocks in backward to save activation memory
+    num_codes: int = 16384  # codebook size K
+    code_dim: int = 8  # dimension of a code vector (the lookup happens in this space)
+    l2_normalize: bool = True  # compare l2-normalised vectors (cosine similarity) in the lookup
+    codebook: str = "ema"  # "ema": EMA k-means updates; "learned": codebook trained by gradient (codebook loss)
+    ema_decay: float = 0.99  # EMA decay of cluster sizes and sums
+    commitment_weight: float = 0.25  # beta in beta * ||z - sg(e)||^2
+    dead_code_threshold: float = 1.0  # codes whose EMA usage (assignments per step) falls below this are re-seeded
+    kmeans_init: bool = False  # initialise the codebook by k-means on the first training batch
+
+    def __post_init__(self) -> None:
+        self.channel_mults = list(self.channel_mults)
+        self.validate()
+
+    @property
+    def downsample(self) -> int:
+        """Spatial downsampling factor f: an HxW image becomes an (H/f)x(W/f) grid of ids."""
+        return 2 ** (len(self.channel_mults) - 1)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
+        problems = []
+        if self.in_channels < 1:
+            problems.append(f"in_channels must be >= 1, got {self.in_channels}")
+        if not self.channel_mults or any(m < 1 for m in self.channel_mults):
+            problems.append(f"channel_mults must be a non-empty list of positive ints, got {self.channel_mults}")
+        widths = [self.base_channels * m for m in self.channel_mults] + [self.z_channels]
+        if self.norm_groups < 1 or any(w % self.norm_groups for w in widths):
+            problems.append(f"every width {widths} must be divisible by norm_groups={self.norm_groups}")
+        if self.num_res_blocks < 1:
+            problems.append(f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
+        if self.num_codes < 2:
+            problems.append(f"num_codes must be >= 2, got {self.num_codes}")
+        if self.code_dim < 1:
+            problems.append(f"code_dim must be >= 1, got {self.code_dim}")
+        if self.codebook not in ("ema", "learned"):
+            problems.append(f"codebook must be 'ema' or 'learned', got {self.codebook!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.commitment_weight < 0:
+            problems.append(f"commitment_weight must be >= 0, got {self.commitment_weight}")
+        if self.dead_code_threshold < 0:
+            problems.append(f"dead_code_threshold must be >= 0, got {self.dead_code_threshold}")
+        if problems:
+            raise ConfigError("invalid tokenizer config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown tokenizer config fields {unknown}; known fields are {sorted(known)}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ConfigError(f"invalid tokenizer config: {e}") from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TokenizerConfig:
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read tokenizer config {path}: {e}") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path} must hold a JSON object, got {type(d).__name__}")
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_name(cls, name: str, **overrides: Any) -> TokenizerConfig:
+        """A named preset (see :data:`PRESETS`), with fields optionally overridden."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+
+# Named presets. f8/f16 follow the high-usage published image tokenizers: 16384 codes, 8-dim l2-normalised lookup.
+PRESETS: dict[str, dict[str, Any]] = {
+    "f4": dict(name="f4", channel_mults=[1, 2, 4], num_codes=8192),
+    "f8": dict(name="f8", channel_mults=[1, 1, 2, 4]),
+    "f16": dict(name="f16", channel_mults=[1, 1, 2, 2, 4]),
+    # A few-second CPU smoke model; not meant to reconstruct well.
+    "tiny": dict(
+        name="tiny",
+        base_channels=32,
+        channel_mults=[1, 2, 2, 2],
+        num_res_blocks=1,
+        z_channels=64,
+        norm_groups=8,
+        num_codes=512,
+    ),
+}

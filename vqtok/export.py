@@ -1,0 +1,173 @@
+"""Exported tokenizers: ``config.json`` + ``encoder.safetensors`` + ``decoder.safetensors``.
+
+An export loads with the base dependencies only (torch, safetensors): no Lightning, nothing unpickled.
+Writes are atomic: the directory is assembled under a temporary name and renamed into place, so a killed export
+never leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from vqtok import __version__
+from vqtok.config import TokenizerConfig
+from vqtok.errors import ConfigError, ExportError
+from vqtok.model.vqvae import CODEBOOK_KEY, DECODER_PREFIXES, ENCODER_PREFIXES, VQVAE
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+ENCODER_FILE = "encoder.safetensors"
+DECODER_FILE = "decoder.safetensors"
+FORMAT = "vqtok-export-1"
+# Lightning checkpoints written by vqtok.training keep the generator under this prefix and its config here.
+CKPT_MODEL_PREFIX = "model."
+CKPT_CONFIG_KEY = "vqtok_tokenizer_config"
+
+
+def split_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """A VQVAE state dict -> (encoder half, decoder half), each a contiguous copy."""
+    enc = {k: v.detach().contiguous().clone() for k, v in state.items() if k.startswith(ENCODER_PREFIXES)}
+    dec = {
+        k: v.detach().contiguous().clone()
+        for k, v in state.items()
+        if k.startswith(DECODER_PREFIXES) or k == CODEBOOK_KEY
+    }
+    return enc, dec
+
+
+def save_export(model: VQVAE, out_dir: str | os.PathLike) -> Path:
+    """Write model to out_dir atomically (replacing an earlier export there). Returns the directory."""
+    out = Path(out_dir)
+    if out.exists() and not (out / CONFIG_FILE).is_file() and any(out.iterdir()):
+        raise ExportError(f"{out} exists and is not a vqtok export; refusing to replace it (choose an empty path)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    enc, dec = split_state_dict(model.state_dict())
+    meta = {"format": FORMAT, "vqtok_version": __version__}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        save_file(enc, str(tmp / ENCODER_FILE), metadata={**meta, "part": "encoder"})
+        save_file(dec, str(tmp / DECODER_FILE), metadata={**meta, "part": "decoder"})
+        (tmp / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        _fsync_dir_files(tmp)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _fsync_dir_files(d: Path) -> None:
+    for f in d.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move the finished directory src to dst; an older dst is swapped out first and removed after."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Export the generator of a vqtok training checkpoint (``.ckpt``) to out_dir."""
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise ExportError(f"checkpoint {ckpt_path} does not exist or is not a file")
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad or non-weights-only file
+        raise ExportError(f"cannot read checkpoint {ckpt_path} as a weights-only torch file: {e}") from None
+    if not isinstance(ckpt, dict) or CKPT_CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
+        raise ExportError(f"{ckpt_path} is not a vqtok training checkpoint (no '{CKPT_CONFIG_KEY}' entry)")
+    config = _config_from_dict(ckpt[CKPT_CONFIG_KEY], str(ckpt_path))
+    state = {
+        k[len(CKPT_MODEL_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(CKPT_MODEL_PREFIX)
+    }
+    model = VQVAE(config)
+    _check_and_load(model, state, str(ckpt_path))
+    return save_export(model, out_dir)
+
+
+def _config_from_dict(d: object, where: str) -> TokenizerConfig:
+    if not isinstance(d, dict):
+        raise ExportError(f"{where}: tokenizer config must be a JSON object")
+    try:
+        return TokenizerConfig.from_dict(d)
+    except ConfigError as e:
+        raise ExportError(f"{where}: {e}") from None
+
+
+def load_export(path: str | os.PathLike) -> VQVAE:
+    """Build the model of an export directory and load its weights, checking every name, shape and value."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ExportError(f"{root} is not a directory; expected a vqtok export ({CONFIG_FILE}, {ENCODER_FILE}, ...)")
+    missing = [f for f in (CONFIG_FILE, ENCODER_FILE, DECODER_FILE) if not (root / f).is_file()]
+    if missing:
+        raise ExportError(f"{root} is not a vqtok export: missing {', '.join(missing)}")
+    try:
+        config_dict = json.loads((root / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExportError(f"{root / CONFIG_FILE} is not valid JSON: {e}") from None
+    config = _config_from_dict(config_dict, str(root / CONFIG_FILE))
+    enc = _read_safetensors(root / ENCODER_FILE)
+    dec = _read_safetensors(root / DECODER_FILE)
+    shared = set(enc) & set(dec)
+    differing = sorted(k for k in shared if enc[k].shape != dec[k].shape or not torch.equal(enc[k], dec[k]))
+    if differing:
+        raise ExportError(f"{root}: encoder and decoder files disagree on {differing}; they come from different models")
+    model = VQVAE(config)
+    _check_and_load(model, {**enc, **dec}, str(root))
+    return model
+
+
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ExportError(f"{path} is not a readable safetensors file: {e}") from None
+
+
+def _check_and_load(model: VQVAE, state: dict[str, Tensor], where: str) -> None:
+    """Strict load: every expected tensor present, no extra ones, shapes equal, values finite."""
+    expected = model.state_dict()
+    problems = []
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing:
+        problems.append(f"missing tensors {_head(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensors {_head(unexpected)}")
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs config {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if wrong:
+        problems.append(f"shapes that do not match config.json: {_head(wrong)}")
+    nonfinite = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if nonfinite:
+        problems.append(f"non-finite values in {_head(nonfinite)}")
+    if problems:
+        raise ExportError(f"{where}: weights do not match the tokenizer config: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+def _head(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")

@@ -1,0 +1,108 @@
+"""Turn what users hand to ``Tokenizer.encode``/``decode`` into validated tensors, or say clearly why not."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from vqtok.errors import InputError, InputTypeError
+from vqtok.io.images import pil_to_array, read_image
+
+ImageInput = Union[Tensor, np.ndarray, Image.Image, str, os.PathLike, Sequence[Any]]
+_RANGE_TOLERANCE = 1e-3  # values this far outside [-1, 1] are rounding, not a wrong convention
+
+
+def image_batch(x: ImageInput, channels: int = 3) -> Tensor:
+    """Any accepted image input -> float32 tensor (B, channels, H, W) in [-1, 1] on the CPU.
+
+    Accepted: a float tensor (B, C, H, W) in [-1, 1]; a PIL image; a uint8 array (H, W, 3) or (B, H, W, 3);
+    a path to an image file; or a list of PIL images / arrays / paths of one size.
+    """
+    if isinstance(x, Tensor):
+        return _check_float_batch(x, channels)
+    if isinstance(x, (str, os.PathLike)):
+        return _from_hwc01(read_image(x))
+    if isinstance(x, Image.Image):
+        return _from_hwc01(pil_to_array(x))
+    if isinstance(x, np.ndarray):
+        return _from_uint8_array(x)
+    if isinstance(x, (list, tuple)):
+        return _stack([image_batch(item, channels) for item in x])
+    raise InputTypeError(
+        f"cannot encode a {type(x).__name__}: pass a float tensor (B, 3, H, W) in [-1, 1], a PIL image, "
+        "a uint8 array (H, W, 3), an image file path, or a list of those"
+    )
+
+
+def _check_float_batch(x: Tensor, channels: int) -> Tensor:
+    if not x.is_floating_point():
+        raise InputError(
+            f"image tensor must be floating point in [-1, 1], got dtype {x.dtype}; "
+            "for uint8 pixels pass a numpy array (H, W, 3) or convert with x.float() / 127.5 - 1"
+        )
+    if x.ndim != 4 or x.shape[1] != channels:
+        hint = " (add a batch dimension with x[None])" if x.ndim == 3 else ""
+        raise InputError(f"image tensor must have shape (B, {channels}, H, W), got {tuple(x.shape)}{hint}")
+    if x.numel() == 0:
+        raise InputError(f"image tensor is empty: shape {tuple(x.shape)}")
+    x = x.detach().float()
+    if not torch.isfinite(x).all():
+        raise InputError("image tensor contains NaN or Inf values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1 - _RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
+        hint = " (looks like [0, 255]: use x / 127.5 - 1)" if hi > 2 else ""
+        raise InputError(f"image tensor values must lie in [-1, 1], got min {lo:.4g}, max {hi:.4g}{hint}")
+    return x.clamp(-1, 1)
+
+
+def _from_uint8_array(a: np.ndarray) -> Tensor:
+    if a.dtype != np.uint8:
+        raise InputError(
+            f"image arrays must be uint8 (H, W, 3) or (B, H, W, 3), got dtype {a.dtype}; "
+            "for float pixels pass a torch tensor (B, 3, H, W) in [-1, 1]"
+        )
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[-1] != 3 or 0 in a.shape:
+        raise InputError(f"image arrays must have shape (H, W, 3) or (B, H, W, 3), got {a.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2)  # (B, 3, H, W) uint8
+    return x.float() / 127.5 - 1.0
+
+
+def _from_hwc01(a: np.ndarray) -> Tensor:
+    """float (H, W, 3) in [0, 1] -> (1, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() * 2.0 - 1.0
+
+
+def _stack(batches: list[Tensor]) -> Tensor:
+    if not batches:
+        raise InputError("cannot encode an empty list of images")
+    sizes = {tuple(b.shape[-2:]) for b in batches}
+    if len(sizes) > 1:
+        raise InputError(f"images in one call must share a size, got sizes (H, W) {sorted(sizes)}; encode them apart")
+    return torch.cat(batches)
+
+
+def id_batch(ids: Any, num_codes: int, grid_ndim: int = 2) -> Tensor:
+    """Validate token ids: an integer tensor (B, *grid) with every value in [0, num_codes) -> int64 tensor."""
+    if isinstance(ids, np.ndarray):
+        ids = torch.from_numpy(ids)
+    if not isinstance(ids, Tensor):
+        raise InputTypeError(f"ids must be an integer torch tensor, got {type(ids).__name__}")
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise InputError(f"ids must have an integer dtype (int64 preferred), got {ids.dtype}")
+    if ids.ndim != 1 + grid_ndim:
+        want = "(B, h, w)" if grid_ndim == 2 else "(B, t, h, w)"
+        raise InputError(f"ids must have shape {want}, got {tuple(ids.shape)}")
+    if ids.numel() == 0:
+        raise InputError(f"ids are empty: shape {tuple(ids.shape)}")
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi >= num_codes:
+        raise InputError(f"ids must lie in [0, {num_codes}) for this codebook, got min {lo}, max {hi}")
+    return ids.long()

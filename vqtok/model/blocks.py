@@ -1,0 +1,83 @@
+"""Convolutional building blocks of the encoder and decoder (plain torch, NCHW)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+
+def group_norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(groups, channels, eps=1e-6)
+
+
+class ResnetBlock(nn.Module):
+    """norm-SiLU-conv twice, plus a 1x1 skip when the width changes. (B, C_in, H, W) -> (B, C_out, H, W)."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int, grad_checkpoint: bool = False) -> None:
+        super().__init__()
+        self.norm1 = group_norm(in_channels, groups)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = group_norm(out_channels, groups)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.grad_checkpoint = grad_checkpoint
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.grad_checkpoint and self.training and x.requires_grad:
+            return checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+    def _forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class AttentionBlock(nn.Module):
+    """Single-head self-attention over all positions, through scaled_dot_product_attention. Shape-preserving."""
+
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        self.norm = group_norm(channels, groups)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, C, H * W).transpose(-1, -2).unbind(1)  # 3 x (B, HW, C)
+        h = F.scaled_dot_product_attention(q, k, v)  # (B, HW, C)
+        return x + self.proj(h.transpose(-1, -2).reshape(B, C, H, W))
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 conv, padded on the right/bottom only so that (H, W) -> (H/2, W/2) exactly."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    """Nearest 2x upsampling then a 3x3 conv: (H, W) -> (2H, 2W)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class MidBlock(nn.Sequential):
+    """ResNet block, optional attention, ResNet block, at the lowest resolution."""
+
+    def __init__(self, channels: int, groups: int, attention: bool, grad_checkpoint: bool) -> None:
+        super().__init__(
+            ResnetBlock(channels, channels, groups, grad_checkpoint),
+            AttentionBlock(channels, groups) if attention else nn.Identity(),
+            ResnetBlock(channels, channels, groups, grad_checkpoint),
+        )

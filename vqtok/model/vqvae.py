@@ -1,0 +1,70 @@
+"""The VQ-VAE tokenizer model: encoder -> 1x1 conv to code space -> quantizer -> 1x1 conv -> decoder."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from vqtok.config import TokenizerConfig
+from vqtok.model.autoencoder import Decoder, Encoder
+from vqtok.model.quantizer import QuantizerOutput, VectorQuantizer
+
+# Which state-dict prefixes each exported half carries. Both carry the codebook (the encoder needs it for the
+# lookup, the decoder to turn ids back into vectors).
+CODEBOOK_KEY = "quantizer.embed"
+ENCODER_PREFIXES = ("encoder.", "quant_conv.", "quantizer.")
+DECODER_PREFIXES = ("post_quant_conv.", "decoder.")
+
+
+class VQVAE(nn.Module):
+    """Images (B, C, H, W) in [-1, 1], H and W multiples of f, <-> ids (B, H/f, W/f) in [0, K)."""
+
+    def __init__(self, config: TokenizerConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        arch = dict(
+            base_channels=c.base_channels,
+            channel_mults=c.channel_mults,
+            num_res_blocks=c.num_res_blocks,
+            z_channels=c.z_channels,
+            groups=c.norm_groups,
+            attention=c.attention,
+            grad_checkpoint=c.gradient_checkpointing,
+        )
+        self.encoder = Encoder(in_channels=c.in_channels, **arch)
+        self.quant_conv = nn.Conv2d(c.z_channels, c.code_dim, 1)
+        self.quantizer = VectorQuantizer(
+            num_codes=c.num_codes,
+            code_dim=c.code_dim,
+            l2_normalize=c.l2_normalize,
+            codebook=c.codebook,
+            decay=c.ema_decay,
+            commitment_weight=c.commitment_weight,
+            dead_code_threshold=c.dead_code_threshold,
+            kmeans_init=c.kmeans_init,
+        )
+        self.post_quant_conv = nn.Conv2d(c.code_dim, c.z_channels, 1)
+        self.decoder = Decoder(out_channels=c.in_channels, **arch)
+
+    def encode(self, x: Tensor) -> QuantizerOutput:
+        """x (B, C, H, W) -> quantizer output with z_q (B, D, h, w) fp32 and ids (B, h, w)."""
+        return self.quantizer(self.quant_conv(self.encoder(x)))
+
+    def decode(self, z_q: Tensor) -> Tensor:
+        """z_q (B, D, h, w) -> reconstruction (B, C, h*f, w*f), unclamped, in the decoder's dtype."""
+        z_q = z_q.to(self.post_quant_conv.weight.dtype)
+        return self.decoder(self.post_quant_conv(z_q))
+
+    def decode_ids(self, ids: Tensor) -> Tensor:
+        """ids (B, h, w) int64 -> reconstruction (B, C, h*f, w*f)."""
+        return self.decode(self.quantizer.indices_to_codes(ids))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, QuantizerOutput]:
+        """x (B, C, H, W) -> (reconstruction (B, C, H, W), quantizer output)."""
+        q = self.encode(x)
+        return self.decode(q.z_q), q
+
+    @property
+    def last_layer(self) -> nn.Parameter:
+        """Weight of the decoder's final conv (the adaptive GAN weight balances gradients there)."""
+        return self.decoder.conv_out.weight
