@@ -1,14 +1,14 @@
 """vqtok: VQ-VAE tokenizers that turn images into grids of discrete token ids and back.
 
-    >>> import vqtok
-    >>> tok = vqtok.load("checkpoints/tiny")
-    >>> ids = tok.encode(x)   # (B, 3, H, W) in [-1, 1] -> (B, H/f, W/f) int64
-    >>> y = tok.decode(ids)   # -> (B, 3, H, W) in [-1, 1]
+>>> import vqtok
+>>> tok = vqtok.load("checkpoints/tiny")
+>>> ids = tok.encode(x)   # (B, 3, H, W) in [-1, 1] -> (B, H/f, W/f) int64
+>>> y = tok.decode(ids)   # -> (B, 3, H, W) in [-1, 1]
 """
 
 __version__ = "0.1.0"
 
-from vqtok import inputs
+from vqtok import inputs, metrics
 from vqtok.config import PRESETS, TokenizerConfig
 from vqtok.errors import ConfigError, ExportError, FileFormatError, InputError, InputTypeError, VqtokError
 from vqtok.model.quantizer import VectorQuantizer
@@ -27,5 +27,6 @@ __all__ = [
     "VqtokError",
     "__version__",
     "inputs",
+    "metrics",
     "load",
 ]

@@ -96,9 +96,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike) 
     if not isinstance(ckpt, dict) or CKPT_CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
         raise ExportError(f"{ckpt_path} is not a vqtok training checkpoint (no '{CKPT_CONFIG_KEY}' entry)")
     config = _config_from_dict(ckpt[CKPT_CONFIG_KEY], str(ckpt_path))
-    state = {
-        k[len(CKPT_MODEL_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(CKPT_MODEL_PREFIX)
-    }
+    state = {k[len(CKPT_MODEL_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(CKPT_MODEL_PREFIX)}
     model = VQVAE(config)
     _check_and_load(model, state, str(ckpt_path))
     return save_export(model, out_dir)

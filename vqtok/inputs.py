@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from torch import Tensor
 from vqtok.errors import InputError, InputTypeError
 from vqtok.io.images import pil_to_array, read_image
 
-ImageInput = Union[Tensor, np.ndarray, Image.Image, str, os.PathLike, Sequence[Any]]
+ImageInput = Tensor | np.ndarray | Image.Image | str | os.PathLike | Sequence[Any]
 _RANGE_TOLERANCE = 1e-3  # values this far outside [-1, 1] are rounding, not a wrong convention
 
 

@@ -34,7 +34,9 @@ def storage_dtype(num_codes: int) -> torch.dtype:
     return torch.int32 if num_codes <= 2**31 else torch.int64
 
 
-def save_tokens(path: str | os.PathLike, items: list[TokenItem], model_name: str, fingerprint: str, num_codes: int) -> None:
+def save_tokens(
+    path: str | os.PathLike, items: list[TokenItem], model_name: str, fingerprint: str, num_codes: int
+) -> None:
     """Write items atomically to a safetensors file; metadata names the model and each item's size and source."""
     if not items:
         raise InputError("no token grids to save")
@@ -84,5 +86,7 @@ def load_tokens(path: str | os.PathLike, fingerprint: str | None = None) -> tupl
     for ids, entry in zip(tensors, entries):
         if ids.ndim != 2 or ids.is_floating_point():
             raise FileFormatError(f"{path}: token grid of shape {tuple(ids.shape)} and dtype {ids.dtype} is invalid")
-        items.append(TokenItem(ids=ids.long(), size=(int(entry["size"][0]), int(entry["size"][1])), source=entry["source"]))
+        items.append(
+            TokenItem(ids=ids.long(), size=(int(entry["size"][0]), int(entry["size"][1])), source=entry["source"])
+        )
     return meta, items

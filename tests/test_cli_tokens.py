@@ -1,0 +1,87 @@
+"""`vqtok encode` / `vqtok decode` on real image files."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+import vqtok
+from vqtok.cli.main import main
+from vqtok.config import TokenizerConfig
+from vqtok.export import save_export
+from vqtok.model.vqvae import VQVAE
+from vqtok.token_file import TokenItem, load_tokens, save_tokens
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return save_export(VQVAE(TokenizerConfig.from_name("tiny")).eval(), tmp_path_factory.mktemp("m") / "tiny")
+
+
+def write_images(folder: Path) -> list[Path]:
+    rng = np.random.default_rng(0)
+    paths = [folder / "a.png", folder / "b.jpg"]
+    Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(paths[0])
+    Image.fromarray(rng.integers(0, 256, (24, 64, 3), dtype=np.uint8)).save(paths[1])
+    return paths
+
+
+def test_encode_then_decode_round_trip(export_dir, tmp_path):
+    paths = write_images(tmp_path)
+    out = tmp_path / "tokens.safetensors"
+    assert main(["encode", *map(str, paths), "--model", str(export_dir), "--out", str(out)]) == 0
+    with safe_open(str(out), framework="pt") as f:
+        assert f.get_tensor("ids.0").dtype == torch.int16  # 512 codes fit in int16
+        assert f.metadata()["model"] == "tiny"
+    tok = vqtok.load(export_dir)
+    _, items = load_tokens(out, fingerprint=tok.fingerprint)
+    assert [it.size for it in items] == [(40, 30), (24, 64)]
+    assert torch.equal(items[0].ids, tok.encode(paths[0])[0])
+
+    assert main(["decode", str(out), "--model", str(export_dir), "--out", str(tmp_path / "dec")]) == 0
+    sizes = {p.name: Image.open(p).size for p in (tmp_path / "dec").iterdir()}
+    assert sizes == {"a.png": (30, 40), "b.png": (64, 24)}  # PIL sizes are (W, H)
+
+
+def test_decode_never_writes_outside_the_output_folder(export_dir, tmp_path):
+    tok = vqtok.load(export_dir)
+    ids = torch.zeros(2, 2, dtype=torch.long)
+    items = [
+        TokenItem(ids, (16, 16), "../../escape.png"),
+        TokenItem(ids, (16, 16), "/etc/passwd"),
+        TokenItem(ids, (16, 16), ".."),
+    ]
+    save_tokens(tmp_path / "t.safetensors", items, "tiny", tok.fingerprint, tok.codebook_size)
+    out = tmp_path / "deep" / "out"
+    assert main(["decode", str(tmp_path / "t.safetensors"), "--model", str(export_dir), "--out", str(out)]) == 0
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.png"))
+    assert written == sorted(Path("deep/out") / n for n in ["escape.png", "passwd.png", "image_2.png"])
+
+
+def test_token_file_from_another_model_is_refused(export_dir, tmp_path, capsys):
+    other = save_export(VQVAE(TokenizerConfig.from_name("tiny")).eval(), tmp_path / "other")
+    paths = write_images(tmp_path)
+    out = tmp_path / "tokens.safetensors"
+    assert main(["encode", str(paths[0]), "--model", str(other), "--out", str(out)]) == 0
+    assert main(["decode", str(out), "--model", str(export_dir), "--out", str(tmp_path / "dec")]) == 2
+    assert "decode it with the model that encoded it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"\x08\x00\x00\x00\x00\x00\x00\x00{}"])
+def test_malformed_token_file(export_dir, tmp_path, capsys, content):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(content)
+    assert main(["decode", str(bad), "--model", str(export_dir), "--out", str(tmp_path / "dec")]) == 2
+    assert "bad.safetensors" in capsys.readouterr().err
+
+
+def test_encode_reports_an_unreadable_image(export_dir, tmp_path, capsys):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    args = ["encode", str(tmp_path / "broken.jpg"), "--model", str(export_dir), "--out", str(tmp_path / "t.st")]
+    assert main(args) == 2
+    assert "broken.jpg" in capsys.readouterr().err
+    assert not (tmp_path / "t.st").exists()

@@ -1,0 +1,68 @@
+"""The ``vqtok`` command: training subcommands go to the Lightning CLI, the rest are defined here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from vqtok.cli import tokens
+from vqtok.errors import VqtokError
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vqtok",
+        description="VQ-VAE image tokenizers. Training: vqtok {fit,validate,test,predict} --config FILE "
+        "(Lightning CLI; see vqtok fit --help).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in LIGHTNING_COMMANDS:
+        sub.add_parser(name, help=f"{name} with the Lightning CLI (needs vqtok[train]); see vqtok {name} --help")
+    exp = sub.add_parser("export", help="export a training checkpoint to config.json + safetensors")
+    exp.add_argument("ckpt", help="a .ckpt written by vqtok fit (e.g. runs/NAME/checkpoints/last.ckpt)")
+    exp.add_argument("out_dir", help="directory to write (replaced atomically if it is an earlier export)")
+    tokens.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        return _run_lightning(argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "export":
+            from vqtok.export import export_checkpoint
+
+            out = export_checkpoint(args.ckpt, args.out_dir)
+            print(f"exported {args.ckpt} -> {out}")
+            return 0
+        if args.command in ("encode", "decode"):
+            return args.func(args)
+    except VqtokError as e:
+        print(f"vqtok {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    build_parser().print_help()
+    return 1
+
+
+def _run_lightning(argv: list[str]) -> int:
+    try:
+        from vqtok.training.cli import cli_main
+    except ImportError as e:
+        print(f"vqtok {argv[0]} needs the training extra: pip install 'vqtok[train]' ({e})", file=sys.stderr)
+        return 2
+    try:
+        cli_main(argv)
+    except VqtokError as e:
+        print(f"vqtok {argv[0]}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
