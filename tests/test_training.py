@@ -21,7 +21,7 @@ from vqtok.training.module import TokenizerTraining
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 TINY = str(ROOT / "configs" / "image_tiny.yaml")
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+QUIET = ["--trainer.enable_model_summary", "false"]
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -134,14 +134,16 @@ def test_two_process_ddp_fit_keeps_codebooks_identical(tmp_path):
     diffs = [float(r["codebook/rank_max_diff"]) for r in rows if r.get("codebook/rank_max_diff")]
     assert diffs == [0.0]
     ckpt = torch.load(tmp_path / "runs/image_tiny/checkpoints/last.ckpt", weights_only=True)
-    assert int(ckpt["state_dict"]["batches_seen"]) == 12  # 24 batches split over 2 ranks
+    assert int(ckpt["state_dict"]["batches_seen"]) == 24  # limit_train_batches counts per rank
 
 
 def test_tiny_model_overfits_a_small_image_set():
-    """Stated target: 8 procedural 32x32 images reconstructed at >= 24 dB PSNR after 600 steps (no GAN)."""
+    """Stated target: 8 procedural 32x32 images reconstructed at >= 26 dB PSNR after 300 steps (no GAN).
+
+    Measured 29.0 dB on this machine."""
     L.seed_everything(0, verbose=False)
     images = [ProceduralImages(8, 32, seed=3)[i] for i in range(8)]
-    loader = DataLoader(images * 75, batch_size=8, collate_fn=collate_images)  # 600 batches of the same 8 images
+    loader = DataLoader(images * 300, batch_size=8, collate_fn=collate_images)  # 300 batches of the same 8 images
     module = TokenizerTraining(
         TokenizerConfig.from_name("tiny"), learning_rate=1e-3, disc_weight=0.0, l2_weight=1.0, image_log_every_n_steps=0
     )
@@ -159,7 +161,7 @@ def test_tiny_model_overfits_a_small_image_set():
     with torch.no_grad():
         x_rec = module(x).clamp(-1, 1)
     psnr = vqtok.metrics.psnr(x_rec, x).mean().item()
-    assert psnr >= 24.0, psnr
+    assert psnr >= 26.0, psnr
 
 
 def test_perceptual_loss_without_weights_file_names_the_option():

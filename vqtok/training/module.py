@@ -94,6 +94,9 @@ class TokenizerTraining(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x = batch["images"]
         self.log("data/failed_images", float(batch["num_failed"]), reduce_fx="sum", on_step=False, on_epoch=True)
+        if x.numel() == 0:  # every image of the batch failed to load (each was named in a warning)
+            log.warning("batch %d: no readable image, skipped", batch_idx)
+            return
         opt_g, opt_d = self.optimizers()
         gan_active = self.hparams.disc_weight > 0 and int(self.batches_seen) >= self.hparams.disc_start_step
 

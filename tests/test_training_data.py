@@ -1,0 +1,161 @@
+"""Training data: procedural dead leaves, image folders with broken files, batching, and the data module."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from vqtok.errors import ConfigError
+from vqtok.training.data import ImageDataModule, ImageFolder, ProceduralImages, collate_images, render_dead_leaves
+
+
+def make_folder(root: Path, sizes: list[tuple[int, int]]) -> list[Path]:
+    """Noise images of the given (width, height), as PNG files under ``root``."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (w, h) in enumerate(sizes):
+        path = root / f"sub{i % 2}" / f"img{i:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+# --- procedural --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 7, 32, 65])
+def test_render_dead_leaves_shape_and_dtype(size):
+    image = render_dead_leaves(np.random.default_rng(0), size)
+    assert image.shape == (size, size, 3) and image.dtype == np.uint8 and image.flags.writeable
+
+
+def test_render_dead_leaves_has_natural_looking_content():
+    for i in range(4):
+        image = render_dead_leaves(np.random.default_rng(i), 64)
+        assert image.std() > 15  # not flat
+        assert len(np.unique(image.reshape(-1, 3), axis=0)) > 200  # many colours: edges, textures
+        assert np.abs(np.diff(image.astype(int), axis=1)).mean() > 2  # edges, not a smooth field
+
+
+def test_procedural_images_are_deterministic_by_seed_and_index():
+    a, b = ProceduralImages(10, 32, seed=3), ProceduralImages(10, 32, seed=3)
+    torch.testing.assert_close(a[4], b[4], rtol=0, atol=0)
+    torch.testing.assert_close(a[4], a[4], rtol=0, atol=0)
+    assert not torch.equal(a[4], a[5])
+    assert not torch.equal(a[4], ProceduralImages(10, 32, seed=4)[4])
+    assert not torch.equal(a[4], ProceduralImages(10, 32, seed=3, stream=1)[4])
+
+
+def test_procedural_images_range_and_layout():
+    x = ProceduralImages(3, 24)[2]
+    assert x.shape == (3, 24, 24) and x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1 and x.max() - x.min() > 0.5
+    with pytest.raises(IndexError):
+        ProceduralImages(3, 24)[3]
+    with pytest.raises(ConfigError):
+        ProceduralImages(0, 24)
+
+
+def test_procedural_images_do_not_depend_on_the_worker():
+    data = ProceduralImages(6, 16, seed=1)
+    in_process = torch.cat([b["images"] for b in DataLoader(data, batch_size=2, collate_fn=collate_images)])
+    loader = DataLoader(data, batch_size=2, collate_fn=collate_images, num_workers=2)
+    in_workers = torch.cat([b["images"] for b in loader])
+    torch.testing.assert_close(in_process, in_workers, rtol=0, atol=0)
+
+
+# --- folders and batching ----------------------------------------------------------------------------------
+
+
+def test_image_folder_crops_and_flips(tmp_path):
+    make_folder(tmp_path, [(40, 30), (10, 50), (8, 8)])  # larger, tall and smaller than S
+    data = ImageFolder(str(tmp_path), 16, train=True)
+    assert len(data) == 3
+    for i in range(3):
+        x = data[i]
+        assert x.shape == (3, 16, 16) and x.dtype == torch.float32
+        assert x.min() >= -1 and x.max() <= 1
+    torch.manual_seed(0)
+    first = data[0]
+    torch.manual_seed(0)
+    torch.testing.assert_close(data[0], first, rtol=0, atol=0)  # randomness is torch's
+    crops = {tuple(data[0].flatten()[:8].tolist()) for _ in range(8)}
+    assert len(crops) > 1
+
+
+def test_image_folder_eval_is_a_deterministic_centre_crop(tmp_path):
+    path = make_folder(tmp_path, [(32, 16)])[0]
+    data = ImageFolder(str(tmp_path), 16, train=False)
+    x = data[0]
+    torch.testing.assert_close(data[0], x, rtol=0, atol=0)
+    pixels = torch.from_numpy(np.array(Image.open(path))).permute(2, 0, 1).float() / 127.5 - 1
+    torch.testing.assert_close(x, pixels[:, :, 8:24], rtol=0, atol=1e-5)  # shorter side == S: no resize
+
+
+def test_corrupt_file_gives_none_and_is_counted(tmp_path, caplog):
+    make_folder(tmp_path, [(20, 20), (20, 20)])
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    data = ImageFolder(str(tmp_path), 16)
+    broken = data.files.index(tmp_path / "broken.png")
+    with caplog.at_level(logging.WARNING):
+        assert data[broken] is None
+    assert "broken.png" in caplog.text and "not an image" in caplog.text
+    batch = collate_images([data[i] for i in range(len(data))])
+    assert batch["images"].shape == (2, 3, 16, 16) and batch["num_failed"] == 1
+
+
+def test_collate_when_everything_failed():
+    batch = collate_images([None, None])
+    assert batch["images"].numel() == 0 and batch["num_failed"] == 2
+
+
+def test_image_folder_without_images(tmp_path):
+    (tmp_path / "readme.txt").write_text("no images here")
+    with pytest.raises(ConfigError, match=str(tmp_path)):
+        ImageFolder(str(tmp_path), 16)
+
+
+# --- data module -------------------------------------------------------------------------------------------
+
+
+def test_procedural_data_module():
+    dm = ImageDataModule(image_size=32, batch_size=4, num_workers=0, train_samples=8, val_samples=6)
+    dm.setup("fit")
+    train = list(dm.train_dataloader())
+    assert len(train) == 2
+    assert train[0]["images"].shape == (4, 3, 32, 32) and train[0]["num_failed"] == 0
+    val = list(dm.val_dataloader())
+    assert [b["images"].shape[0] for b in val] == [4, 2]  # validation keeps the last partial batch
+    train_images = torch.cat([b["images"] for b in train])
+    assert not any(torch.equal(v, t) for v in val[0]["images"] for t in train_images)  # separate streams
+    assert len(list(dm.test_dataloader())) == len(list(dm.predict_dataloader())) == 2
+    assert dm.hparams["root"] is None and dm.hparams["image_size"] == 32
+
+
+def test_folder_data_module(tmp_path):
+    make_folder(tmp_path, [(24, 20)] * 9)
+    dm = ImageDataModule(root=str(tmp_path), image_size=16, batch_size=4, num_workers=0, val_fraction=0.2)
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set)) == (7, 2)
+    assert set(dm.train_set.files).isdisjoint(dm.val_set.files)
+    again = ImageDataModule(root=str(tmp_path), image_size=16, batch_size=4, num_workers=0, val_fraction=0.2)
+    again.setup("fit")
+    assert again.val_set.files == dm.val_set.files  # the split is deterministic
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 1 and batches[0]["images"].shape == (4, 3, 16, 16)
+    assert next(iter(dm.val_dataloader()))["images"].shape == (2, 3, 16, 16)
+
+
+def test_data_module_errors(tmp_path):
+    with pytest.raises(ConfigError, match="data.root"):
+        ImageDataModule(root=str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="data.batch_size"):
+        ImageDataModule(batch_size=0)
+    make_folder(tmp_path, [(8, 8)])
+    with pytest.raises(ConfigError, match="at least 2"):
+        ImageDataModule(root=str(tmp_path), num_workers=0).setup("fit")

@@ -1,0 +1,176 @@
+"""The LightningDataModule that feeds training: a directory of images, or procedural images when there is none."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from vqtok.errors import ConfigError
+from vqtok.io.images import list_images
+from vqtok.training.data.folder import ImageFolder, collate_images, split_files
+from vqtok.training.data.procedural import ProceduralImages
+
+__all__ = ["ImageDataModule"]
+
+logger = logging.getLogger(__name__)
+
+_TRAIN_STREAM, _VAL_STREAM = 0, 1  # ProceduralImages sub-streams: validation never repeats a training image
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Square image crops in [-1, 1] for training and validating a tokenizer.
+
+    With ``root`` set, images come from that directory (recursively); a deterministic ``val_fraction`` of the
+    files (at least one) is held out for validation. With ``root=None``, images are procedural dead-leaves
+    renderings (:class:`~vqtok.training.data.procedural.ProceduralImages`), so training needs no data set.
+
+    Every loader yields ``{"images": Tensor[B, 3, S, S] float32 in [-1, 1], "num_failed": int}`` (see
+    :func:`~vqtok.training.data.folder.collate_images`; unreadable files are dropped and counted).
+    ``test_dataloader`` and ``predict_dataloader`` return the validation data.
+
+    The constructor takes primitives only, because LightningCLI builds the ``data:`` section of the config
+    from its signature.
+
+    Args:
+        root: directory of training images; ``None`` for procedural images.
+        image_size: side S of the square crops, in pixels.
+        batch_size: images per batch (training drops the last incomplete batch).
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        seed: seed of the procedural images and of the train/validation file split. The order of training
+            batches and the random crops follow torch's global seed (``seed_everything``).
+        train_samples: length of one procedural training epoch.
+        val_samples: number of procedural validation images.
+        val_fraction: share of the files in ``root`` held out for validation.
+
+    Raises:
+        ConfigError: an argument is out of range, or ``root`` is not an existing directory.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        image_size: int = 256,
+        batch_size: int = 8,
+        num_workers: int = 2,
+        seed: int = 0,
+        train_samples: int = 100_000,
+        val_samples: int = 64,
+        val_fraction: float = 0.01,
+    ) -> None:
+        super().__init__()
+        _check_arguments(root, image_size, batch_size, num_workers, seed, train_samples, val_samples, val_fraction)
+        self.save_hyperparameters()
+        self.root = root
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.train_samples = train_samples
+        self.val_samples = val_samples
+        self.val_fraction = val_fraction
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the training and validation data sets (once; later calls do nothing).
+
+        Raises:
+            ConfigError: ``root`` holds fewer than 2 images, or fewer training images than ``batch_size``.
+        """
+        if self.train_set is not None:
+            return
+        if self.root is None:
+            self.train_set = ProceduralImages(self.train_samples, self.image_size, self.seed, _TRAIN_STREAM)
+            self.val_set = ProceduralImages(self.val_samples, self.image_size, self.seed, _VAL_STREAM)
+            return
+        train_files, val_files = self._split()
+        self.train_set = ImageFolder(self.root, self.image_size, train=True, files=train_files)
+        self.val_set = ImageFolder(self.root, self.image_size, train=False, files=val_files)
+        logger.info("data.root %s: %d training and %d validation images", self.root, len(train_files), len(val_files))
+
+    def _split(self) -> tuple[list[Path], list[Path]]:
+        """List ``root`` and split it into training and validation files."""
+        assert self.root is not None
+        files = list_images(self.root)
+        if len(files) < 2:
+            raise ConfigError(
+                f"data.root {self.root!r} holds {len(files)} image(s); at least 2 are needed (one for training, "
+                "one for validation). Add images, or leave data.root unset to train on procedural images."
+            )
+        train_files, val_files = split_files(files, self.val_fraction, self.seed)
+        if len(train_files) < self.batch_size:
+            raise ConfigError(
+                f"data.root {self.root!r} has {len(train_files)} training images, fewer than data.batch_size "
+                f"({self.batch_size}), so no full training batch can be formed: lower data.batch_size"
+            )
+        return train_files, val_files
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled batches; the last incomplete batch is dropped."""
+        return self._loader(self._dataset("train_set"), shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches, in a fixed order."""
+        return self._loader(self._dataset("val_set"), shuffle=False, drop_last=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """The validation batches (there is no separate test split)."""
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        """The validation batches."""
+        return self.val_dataloader()
+
+    def _dataset(self, name: str) -> Dataset:
+        dataset = getattr(self, name)
+        if dataset is None:
+            self.setup()
+            dataset = getattr(self, name)
+        return dataset
+
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=False,
+            collate_fn=collate_images,
+        )
+
+
+def _check_arguments(
+    root: str | None,
+    image_size: int,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    train_samples: int,
+    val_samples: int,
+    val_fraction: float,
+) -> None:
+    """Raise ConfigError naming the ``data.*`` option that is out of range."""
+    minimums = {
+        "image_size": (image_size, 1),
+        "batch_size": (batch_size, 1),
+        "num_workers": (num_workers, 0),
+        "seed": (seed, 0),
+        "train_samples": (train_samples, 1),
+        "val_samples": (val_samples, 1),
+    }
+    for name, (value, minimum) in minimums.items():
+        if value < minimum:
+            raise ConfigError(f"data.{name} must be at least {minimum}, got {value}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+    if root is not None and not Path(root).is_dir():
+        reason = "is not a directory" if Path(root).exists() else "does not exist"
+        raise ConfigError(
+            f"data.root {root!r} {reason}: point data.root at a directory of images, "
+            "or leave it unset (null) to train on procedural images"
+        )
