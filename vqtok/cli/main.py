@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging()
     if argv and argv[0] in LIGHTNING_COMMANDS:
         return _run_lightning(argv)
     args = build_parser().parse_args(argv)
@@ -48,6 +48,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     build_parser().print_help()
     return 1
+
+
+def _configure_logging() -> None:
+    """vqtok's own messages (warnings about skipped files, etc.) to stderr; Lightning keeps its own handler."""
+    logger = logging.getLogger("vqtok")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def _run_lightning(argv: list[str]) -> int:

@@ -16,5 +16,5 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "vqtok"} if run else {"prog": "vqtok"},
+        parser_kwargs={"prog": "vqtok"},
     )
