@@ -208,3 +208,46 @@ def test_shared_api_contract_check_passes(export_dir):
     r = subprocess.run([sys.executable, str(check), str(export_dir)], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.startswith("ok:")
+
+
+def test_bad_decode_size_device_and_numpy_ids(export_dir, tok):
+    ids = torch.zeros(1, 2, 2, dtype=torch.long)
+    for size in (16, (0, 8), (17, 8), (8.0, 8)):
+        with pytest.raises(vqtok.InputError, match="size must be"):
+            tok.decode(ids, size=size)
+    with pytest.raises(vqtok.InputError, match="device 'gpu' cannot be used"):
+        vqtok.load(export_dir, device="gpu")
+    with pytest.raises(vqtok.InputError, match="integer dtype"):
+        tok.decode(np.array([[["a"]]], dtype=object))
+    assert tok.decode(np.zeros((1, 2, 2), dtype=np.int32)).shape == (1, 3, 16, 16)
+
+
+def test_export_config_with_wrong_types(export_dir, tmp_path):
+    bad = _copy_export(export_dir, tmp_path / "bad")
+    cfg = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**cfg, "num_codes": 512.0}))
+    with pytest.raises(vqtok.ExportError, match="num_codes must be of type int"):
+        vqtok.load(bad)
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(vqtok.ExportError, match="not valid JSON"):
+        vqtok.load(bad)
+
+
+def test_export_onto_a_file_is_refused(model, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(vqtok.ExportError, match="not a directory"):
+        save_export(model, tmp_path / "file")
+
+
+def test_export_has_ordinary_permissions(model, tmp_path):
+    out = save_export(model, tmp_path / "perm")
+    assert out.stat().st_mode & 0o777 == 0o777 & ~_umask()
+    assert (out / "config.json").stat().st_mode & 0o044 == 0o044  # readable by others, like any written file
+
+
+def _umask() -> int:
+    import os
+
+    m = os.umask(0)
+    os.umask(m)
+    return m

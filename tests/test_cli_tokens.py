@@ -85,3 +85,42 @@ def test_encode_reports_an_unreadable_image(export_dir, tmp_path, capsys):
     assert main(args) == 2
     assert "broken.jpg" in capsys.readouterr().err
     assert not (tmp_path / "t.st").exists()
+
+
+def test_decoded_names_never_collide(export_dir, tmp_path):
+    tok = vqtok.load(export_dir)
+    ids = torch.zeros(2, 2, dtype=torch.long)
+    sources = ["x_1.png", "x.png", "x.png", "dir/x.jpg"]
+    items = [TokenItem(ids, (16, 16), s) for s in sources]
+    save_tokens(tmp_path / "t.safetensors", items, "tiny", tok.fingerprint, tok.codebook_size)
+    assert (
+        main(["decode", str(tmp_path / "t.safetensors"), "--model", str(export_dir), "--out", str(tmp_path / "o")]) == 0
+    )
+    assert len(list((tmp_path / "o").iterdir())) == 4
+
+
+@pytest.mark.parametrize(
+    "items", ['"5"', "[1]", '[{"size": [16], "source": "a"}]', '[{"size": [0, 4], "source": "a"}]']
+)
+def test_token_file_with_bad_item_metadata(export_dir, tmp_path, capsys, items):
+    from safetensors.torch import save_file
+
+    tok = vqtok.load(export_dir)
+    meta = {"format": "vqtok-tokens-1", "model": "tiny", "model_fingerprint": tok.fingerprint, "items": items}
+    save_file({"ids.0": torch.zeros(2, 2, dtype=torch.int16)}, str(tmp_path / "t.safetensors"), metadata=meta)
+    assert (
+        main(["decode", str(tmp_path / "t.safetensors"), "--model", str(export_dir), "--out", str(tmp_path / "o")]) == 2
+    )
+    assert "not a readable vqtok token file" in capsys.readouterr().err
+
+
+def test_unwritable_outputs_are_clear_errors(export_dir, tmp_path, capsys):
+    paths = write_images(tmp_path)
+    (tmp_path / "adir").mkdir()
+    assert main(["encode", str(paths[0]), "--model", str(export_dir), "--out", str(tmp_path / "adir")]) == 2
+    assert "adir" in capsys.readouterr().err
+    out = tmp_path / "t.safetensors"
+    assert main(["encode", str(paths[0]), "--model", str(export_dir), "--out", str(out)]) == 0
+    (tmp_path / "afile").write_text("x")
+    assert main(["decode", str(out), "--model", str(export_dir), "--out", str(tmp_path / "afile")]) == 2
+    assert "afile" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import torch
 
 from vqtok.config import PRESETS, TokenizerConfig
 from vqtok.errors import ConfigError
+from vqtok.model import blocks
 from vqtok.model.vqvae import VQVAE
 
 
@@ -24,19 +25,23 @@ def test_presets_are_valid_and_named():
     assert TokenizerConfig.from_name("f8").num_codes == 16384
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+def test_gradient_checkpointing_gives_the_same_gradients(monkeypatch):
     torch.manual_seed(0)
     plain = VQVAE(TokenizerConfig.from_name("tiny"))
     ckpt = VQVAE(TokenizerConfig.from_name("tiny", gradient_checkpointing=True))
     ckpt.load_state_dict(plain.state_dict())
     x = torch.rand(2, 3, 32, 32) * 2 - 1
+    calls = []
+    real = blocks.checkpoint
+    monkeypatch.setattr(blocks, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     for m in (plain, ckpt):
         m.quantizer.eval()  # same codebook for both: no EMA update between the two runs
-        x_rec, q = m(x)
+        x_rec, q = m(x.clone().requires_grad_())
         ((x_rec - x).abs().mean() + q.loss).backward()
+    n_blocks = sum(isinstance(mod, blocks.ResnetBlock) for mod in ckpt.modules())
+    assert len(calls) == n_blocks  # every ResNet block of the checkpointed model recomputed, none of the plain one
     for (name, p1), (_, p2) in zip(plain.named_parameters(), ckpt.named_parameters()):
-        if p1.grad is not None:
-            assert torch.allclose(p1.grad, p2.grad, atol=1e-6), name
+        assert p1.grad is not None and torch.allclose(p1.grad, p2.grad, atol=1e-6), name
 
 
 def test_attention_can_be_left_out():
@@ -57,5 +62,9 @@ def test_config_round_trips_and_rejects_bad_fields(tmp_path):
         TokenizerConfig(norm_groups=7)
     with pytest.raises(ConfigError, match="codebook must be 'ema' or 'learned'"):
         TokenizerConfig(codebook="kmeans")
+    with pytest.raises(ConfigError, match="num_codes must be of type int, got 512.0"):
+        TokenizerConfig.from_dict({**c.to_dict(), "num_codes": 512.0})
+    with pytest.raises(ConfigError, match="attention must be of type bool"):
+        TokenizerConfig.from_dict({**c.to_dict(), "attention": "yes"})
     with pytest.raises(ConfigError, match="unknown preset 'f32'"):
         TokenizerConfig.from_name("f32")

@@ -6,9 +6,8 @@
 >>> y = tok.decode(ids)   # -> (B, 3, H, W) in [-1, 1]
 """
 
-__version__ = "0.1.0"
-
 from vqtok import inputs, metrics
+from vqtok._version import __version__
 from vqtok.config import PRESETS, TokenizerConfig
 from vqtok.errors import ConfigError, ExportError, FileFormatError, InputError, InputTypeError, VqtokError
 from vqtok.model.quantizer import VectorQuantizer

@@ -10,6 +10,9 @@ from typing import Any
 
 from vqtok.errors import ConfigError
 
+# Training checkpoints (.ckpt) written by vqtok.training store the tokenizer config under this key, as plain data.
+CHECKPOINT_CONFIG_KEY = "vqtok_tokenizer_config"
+
 
 @dataclass
 class TokenizerConfig:
@@ -33,11 +36,12 @@ class TokenizerConfig:
     codebook: str = "ema"  # "ema": EMA k-means updates; "learned": codebook trained by gradient (codebook loss)
     ema_decay: float = 0.99  # EMA decay of cluster sizes and sums
     commitment_weight: float = 0.25  # beta in beta * ||z - sg(e)||^2
-    dead_code_threshold: float = 1.0  # codes whose EMA usage (assignments per step) falls below this are re-seeded
+    dead_code_threshold: float = 0.1  # re-seed codes whose EMA usage falls below this fraction of an even share
     kmeans_init: bool = False  # initialise the codebook by k-means on the first training batch
 
     def __post_init__(self) -> None:
-        self.channel_mults = list(self.channel_mults)
+        if isinstance(self.channel_mults, tuple):
+            self.channel_mults = list(self.channel_mults)
         self.validate()
 
     @property
@@ -46,8 +50,10 @@ class TokenizerConfig:
         return 2 ** (len(self.channel_mults) - 1)
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first invalid field."""
-        problems = []
+        """Raise :class:`ConfigError` naming every invalid field."""
+        problems = _type_problems(self)
+        if problems:  # the value checks below assume the right types
+            raise ConfigError("invalid tokenizer config: " + "; ".join(problems))
         if self.in_channels < 1:
             problems.append(f"in_channels must be >= 1, got {self.in_channels}")
         if not self.channel_mults or any(m < 1 for m in self.channel_mults):
@@ -104,6 +110,44 @@ class TokenizerConfig:
             raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls.from_dict({**PRESETS[name], **overrides})
 
+
+def _type_problems(config: TokenizerConfig) -> list[str]:
+    """Fields whose value has the wrong type (config.json is user-editable; bool is not accepted as an int)."""
+    problems = []
+    for f in dataclasses.fields(config):
+        value, kind = getattr(config, f.name), _FIELD_KINDS[f.name]
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kind is list:
+            ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            problems.append(f"{f.name} must be of type {f.type}, got {value!r}")
+    return problems
+
+
+_FIELD_KINDS: dict[str, type] = {
+    "name": str,
+    "in_channels": int,
+    "base_channels": int,
+    "channel_mults": list,
+    "num_res_blocks": int,
+    "attention": bool,
+    "z_channels": int,
+    "norm_groups": int,
+    "gradient_checkpointing": bool,
+    "num_codes": int,
+    "code_dim": int,
+    "l2_normalize": bool,
+    "codebook": str,
+    "ema_decay": float,
+    "commitment_weight": float,
+    "dead_code_threshold": float,
+    "kmeans_init": bool,
+}
 
 # Named presets. f8/f16 follow the high-usage published image tokenizers: 16384 codes, 8-dim l2-normalised lookup.
 PRESETS: dict[str, dict[str, Any]] = {

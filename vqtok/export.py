@@ -19,9 +19,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from vqtok import __version__
-from vqtok.config import TokenizerConfig
+from vqtok._version import __version__
+from vqtok.config import CHECKPOINT_CONFIG_KEY, TokenizerConfig
 from vqtok.errors import ConfigError, ExportError
+from vqtok.io.atomic import default_dir_mode, fsync_dir
 from vqtok.model.vqvae import CODEBOOK_KEY, DECODER_PREFIXES, ENCODER_PREFIXES, VQVAE
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,7 @@ CONFIG_FILE = "config.json"
 ENCODER_FILE = "encoder.safetensors"
 DECODER_FILE = "decoder.safetensors"
 FORMAT = "vqtok-export-1"
-# Lightning checkpoints written by vqtok.training keep the generator under this prefix and its config here.
-CKPT_MODEL_PREFIX = "model."
-CKPT_CONFIG_KEY = "vqtok_tokenizer_config"
+CKPT_MODEL_PREFIX = "model."  # where training checkpoints keep the generator's weights
 
 
 def split_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -49,6 +48,8 @@ def split_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[
 def save_export(model: VQVAE, out_dir: str | os.PathLike) -> Path:
     """Write model to out_dir atomically (replacing an earlier export there). Returns the directory."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a directory; choose a directory path for the export")
     if out.exists() and not (out / CONFIG_FILE).is_file() and any(out.iterdir()):
         raise ExportError(f"{out} exists and is not a vqtok export; refusing to replace it (choose an empty path)")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +57,7 @@ def save_export(model: VQVAE, out_dir: str | os.PathLike) -> Path:
     meta = {"format": FORMAT, "vqtok_version": __version__}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
+        tmp.chmod(default_dir_mode())  # mkdtemp makes it private (0o700)
         save_file(enc, str(tmp / ENCODER_FILE), metadata={**meta, "part": "encoder"})
         save_file(dec, str(tmp / DECODER_FILE), metadata={**meta, "part": "decoder"})
         (tmp / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
@@ -71,6 +73,7 @@ def _fsync_dir_files(d: Path) -> None:
     for f in d.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
+    fsync_dir(d)
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
@@ -80,6 +83,7 @@ def _replace_dir(src: Path, dst: Path) -> None:
         old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
         os.replace(dst, old)
     os.replace(src, dst)
+    fsync_dir(dst.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -93,9 +97,9 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike) 
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad or non-weights-only file
         raise ExportError(f"cannot read checkpoint {ckpt_path} as a weights-only torch file: {e}") from None
-    if not isinstance(ckpt, dict) or CKPT_CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
-        raise ExportError(f"{ckpt_path} is not a vqtok training checkpoint (no '{CKPT_CONFIG_KEY}' entry)")
-    config = _config_from_dict(ckpt[CKPT_CONFIG_KEY], str(ckpt_path))
+    if not isinstance(ckpt, dict) or CHECKPOINT_CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
+        raise ExportError(f"{ckpt_path} is not a vqtok training checkpoint (no '{CHECKPOINT_CONFIG_KEY}' entry)")
+    config = _config_from_dict(ckpt[CHECKPOINT_CONFIG_KEY], str(ckpt_path))
     state = {k[len(CKPT_MODEL_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(CKPT_MODEL_PREFIX)}
     model = VQVAE(config)
     _check_and_load(model, state, str(ckpt_path))

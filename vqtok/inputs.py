@@ -26,6 +26,8 @@ def image_batch(x: ImageInput, channels: int = 3) -> Tensor:
     """
     if isinstance(x, Tensor):
         return _check_float_batch(x, channels)
+    if channels != 3:
+        raise InputTypeError(f"this model takes {channels}-channel images: pass a float tensor (B, {channels}, H, W)")
     if isinstance(x, (str, os.PathLike)):
         return _from_hwc01(read_image(x))
     if isinstance(x, Image.Image):
@@ -89,17 +91,18 @@ def _stack(batches: list[Tensor]) -> Tensor:
     return torch.cat(batches)
 
 
-def id_batch(ids: Any, num_codes: int, grid_ndim: int = 2) -> Tensor:
-    """Validate token ids: an integer tensor (B, *grid) with every value in [0, num_codes) -> int64 tensor."""
+def id_batch(ids: Any, num_codes: int) -> Tensor:
+    """Validate token ids: an integer tensor (B, h, w) with every value in [0, num_codes) -> int64 tensor."""
     if isinstance(ids, np.ndarray):
-        ids = torch.from_numpy(ids)
+        if ids.dtype.kind not in "iu":
+            raise InputError(f"ids must have an integer dtype, got numpy {ids.dtype}")
+        ids = torch.from_numpy(ids.astype(np.int64))
     if not isinstance(ids, Tensor):
         raise InputTypeError(f"ids must be an integer torch tensor, got {type(ids).__name__}")
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
         raise InputError(f"ids must have an integer dtype (int64 preferred), got {ids.dtype}")
-    if ids.ndim != 1 + grid_ndim:
-        want = "(B, h, w)" if grid_ndim == 2 else "(B, t, h, w)"
-        raise InputError(f"ids must have shape {want}, got {tuple(ids.shape)}")
+    if ids.ndim != 3:
+        raise InputError(f"ids must have shape (B, h, w), got {tuple(ids.shape)}")
     if ids.numel() == 0:
         raise InputError(f"ids are empty: shape {tuple(ids.shape)}")
     lo, hi = int(ids.min()), int(ids.max())

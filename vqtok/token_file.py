@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from vqtok.errors import FileFormatError, InputError
+from vqtok.io.atomic import atomic_file
 
 FORMAT = "vqtok-tokens-1"
 
@@ -50,15 +50,12 @@ def save_tokens(
         "codebook_size": str(num_codes),
         "items": json.dumps([{"size": list(item.size), "source": item.source} for item in items]),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+    except OSError as e:
+        raise FileFormatError(f"cannot write token file {path}: {e}") from None
 
 
 def load_tokens(path: str | os.PathLike, fingerprint: str | None = None) -> tuple[dict[str, str], list[TokenItem]]:
@@ -71,7 +68,7 @@ def load_tokens(path: str | os.PathLike, fingerprint: str | None = None) -> tupl
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
                 raise FileFormatError(f"{path} is not a vqtok token file (format {meta.get('format')!r})")
-            entries = json.loads(meta["items"])
+            entries = _item_entries(json.loads(meta["items"]))
             tensors = [f.get_tensor(f"ids.{i}") for i in range(len(entries))]
     except (SafetensorError, OSError, KeyError, ValueError, json.JSONDecodeError) as e:
         if isinstance(e, FileFormatError):
@@ -83,10 +80,25 @@ def load_tokens(path: str | os.PathLike, fingerprint: str | None = None) -> tupl
             f"loaded here ({fingerprint}); decode it with the model that encoded it"
         )
     items = []
-    for ids, entry in zip(tensors, entries):
+    for ids, entry in zip(tensors, entries, strict=True):
         if ids.ndim != 2 or ids.is_floating_point():
             raise FileFormatError(f"{path}: token grid of shape {tuple(ids.shape)} and dtype {ids.dtype} is invalid")
-        items.append(
-            TokenItem(ids=ids.long(), size=(int(entry["size"][0]), int(entry["size"][1])), source=entry["source"])
-        )
+        items.append(TokenItem(ids=ids.long(), size=(entry["size"][0], entry["size"][1]), source=entry["source"]))
     return meta, items
+
+
+def _item_entries(entries: object) -> list[dict]:
+    """Check the per-item metadata: a list of {"size": [H, W] positive ints, "source": str}."""
+
+    def valid(e: object) -> bool:
+        return (
+            isinstance(e, dict)
+            and isinstance(e.get("source"), str)
+            and isinstance(e.get("size"), list)
+            and len(e["size"]) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in e["size"])
+        )
+
+    if not isinstance(entries, list) or not entries or not all(valid(e) for e in entries):
+        raise ValueError("metadata 'items' must be a non-empty list of {size: [H, W], source: name}")
+    return entries

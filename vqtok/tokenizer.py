@@ -78,9 +78,7 @@ class Tokenizer:
         ids = id_batch(ids, self.codebook_size).to(self.device)
         y = self.model.decode_ids(ids).float().clamp(-1, 1)
         if size is not None:
-            H, W = int(size[0]), int(size[1])
-            if not (0 < H <= y.shape[-2] and 0 < W <= y.shape[-1]):
-                raise InputError(f"size {tuple(size)} does not fit the decoded size {tuple(y.shape[-2:])}")
+            H, W = _crop_size(size, tuple(y.shape[-2:]))
             y = y[..., :H, :W]
         return y
 
@@ -92,6 +90,15 @@ class Tokenizer:
     def __repr__(self) -> str:
         c = self.config
         return f"Tokenizer(name={c.name!r}, f={self.downsample}, codebook_size={c.num_codes}, device={self.device})"
+
+
+def _crop_size(size: object, decoded: tuple[int, ...]) -> tuple[int, int]:
+    """Validate ``size=(H, W)`` against the decoded (h*f, w*f)."""
+    ok = isinstance(size, (tuple, list, torch.Size)) and len(size) == 2
+    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+    if not ok or not (0 < size[0] <= decoded[0] and 0 < size[1] <= decoded[1]):
+        raise InputError(f"size must be (H, W) ints within the decoded size {decoded}, got {size!r}")
+    return int(size[0]), int(size[1])
 
 
 def _pad_to_multiple(x: Tensor, f: int) -> Tensor:
@@ -129,8 +136,12 @@ def load(
     """
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise InputError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
+    try:
+        device = torch.device(device)
+        torch.empty(0, device=device)  # fails here, with torch's reason, if the device is unusable
+    except (RuntimeError, TypeError) as e:
+        raise InputError(f"device {device!r} cannot be used: {e}") from None
     model = load_export(resolve_export(name_or_path))
-    device = torch.device(device)
     model.requires_grad_(False).eval().to(device)
     for name, module in model.named_children():
         if name != "quantizer":

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in ("encode", "decode"):
             return args.func(args)
-    except VqtokError as e:
+    except (VqtokError, OSError) as e:  # OSError: an output path that cannot be written
         print(f"vqtok {args.command}: error: {e}", file=sys.stderr)
         return 2
     build_parser().print_help()

@@ -1,4 +1,4 @@
-"""``vqtok encode`` and ``vqtok decode``: image files <-> a token file, through the public API only."""
+"""``vqtok encode`` and ``vqtok decode``: image files <-> a token file (public API, image I/O and token files)."""
 
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ def decode_command(args: argparse.Namespace) -> int:
 def _output_name(source: str, index: int, used: set[str]) -> str:
     """A PNG name inside the output folder: the source's stem, stripped of anything path-like, made unique."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source.replace("\\", "/")).stem).strip("._") or f"image_{index}"
-    name = f"{stem}.png"
-    if name in used:
-        name = f"{stem}_{index}.png"
+    name, n = f"{stem}.png", 1
+    while name in used:
+        name, n = f"{stem}_{n}.png", n + 1
     used.add(name)
     return name

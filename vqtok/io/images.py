@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import secrets
 import threading
 import warnings
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vqtok.errors import FileFormatError, InputError
+from vqtok.io.atomic import atomic_file
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -282,15 +282,10 @@ def save_image(path: str | os.PathLike[str], img: Image.Image | np.ndarray) -> N
     path = Path(path)
     fmt = _format_for_suffix(path)
     pil = img if isinstance(img, Image.Image) else array_to_pil(img)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        # O_EXCL: never clobber someone else's file; mode 0o666 lets the umask set the usual permissions.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(path) as tmp, open(tmp, "wb") as f:
             pil.save(f, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
-        os.replace(tmp, path)
     except Exception as e:
-        tmp.unlink(missing_ok=True)
         if isinstance(e, FileFormatError | InputError):
             raise
         raise FileFormatError(f"cannot save image {str(path)!r} as {fmt}: {e}") from e

@@ -69,8 +69,8 @@ class VectorQuantizer(nn.Module):
             (codes are a parameter trained by the codebook loss ||sg(z) - e||^2).
         decay: EMA decay for cluster sizes and sums (and for usage tracking of learned codebooks).
         commitment_weight: beta in beta * ||z - sg(e)||^2.
-        dead_code_threshold: codes whose EMA usage (assignments per step) falls below this are re-seeded from
-            the current batch's vectors. 0 disables restarts.
+        dead_code_threshold: a code whose EMA usage falls below this fraction of an even share (N/K
+            assignments per step) is re-seeded from the current batch's vectors. 0 disables restarts.
         kmeans_init: initialise the codebook by k-means on the first training batch.
         kmeans_iters: Lloyd iterations for that initialisation.
         eps: Laplace smoothing constant for EMA cluster sizes.
@@ -84,7 +84,7 @@ class VectorQuantizer(nn.Module):
         codebook: str = "ema",
         decay: float = 0.99,
         commitment_weight: float = 0.25,
-        dead_code_threshold: float = 1.0,
+        dead_code_threshold: float = 0.1,
         kmeans_init: bool = False,
         kmeans_iters: int = 10,
         eps: float = 1e-5,
@@ -103,11 +103,12 @@ class VectorQuantizer(nn.Module):
         embed = self.normalize(torch.randn(num_codes, code_dim))  # (K, D)
         if self.uses_ema:
             self.register_buffer("embed", embed)
-            self.register_buffer("embed_sum", embed.clone())  # (K, D) EMA of summed assigned vectors
+            self.register_buffer("embed_sum", torch.zeros(num_codes, code_dim))  # (K, D) EMA of assigned sums
         else:
             self.embed = nn.Parameter(embed)
-        # EMA of assignments per step; starts at 1 so embed_sum / cluster_size == embed until data arrives.
-        self.register_buffer("cluster_size", torch.ones(num_codes))
+        # EMA of assignments per step. Starting at 0 makes every code unused at the first step, so restarts seed
+        # the codebook from the first batch; codes with no assignments yet keep their initial vector.
+        self.register_buffer("cluster_size", torch.zeros(num_codes))
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
         self.register_buffer("epoch_counts", torch.zeros(num_codes), persistent=False)
 
@@ -123,14 +124,15 @@ class VectorQuantizer(nn.Module):
         """Quantize z of shape (B, D, *S); the lookup and losses run in fp32 whatever the autocast state."""
         with torch.autocast(z.device.type, enabled=False):
             z_flat = self.normalize(z.float().movedim(1, -1).reshape(-1, self.code_dim))  # (N, D)
-            if self.training and not bool(self.initialized):
+            update = self.training and _all_finite(z_flat)  # a non-finite batch must not reach the codebook
+            if update and not bool(self.initialized):
                 self._kmeans_init(z_flat.detach())
             codebook = self.codebook()  # (K, D)
             ids = nearest_codes(z_flat.detach(), codebook.detach())  # (N,)
             e = F.embedding(ids, codebook)  # (N, D); carries the gradient to a learned codebook
             counts = torch.bincount(ids, minlength=self.num_codes).float()  # (K,)
             num_dead = torch.zeros((), device=z.device)
-            if self.training:
+            if update:
                 counts = dist_utils.all_reduce_sum(counts)
                 num_dead = self._update_codebook(z_flat.detach(), ids, counts)
                 self.epoch_counts += counts
@@ -159,21 +161,25 @@ class VectorQuantizer(nn.Module):
             self.embed_sum.lerp_(dist_utils.all_reduce_sum(sums), 1 - self.decay)
             n = self.cluster_size.sum()
             smoothed = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n  # Laplace
-            self.embed.copy_(self.normalize(self.embed_sum / smoothed.unsqueeze(1)))
+            seen = (self.cluster_size > 0).unsqueeze(1)  # codes never assigned keep their vector
+            self.embed.copy_(torch.where(seen, self.normalize(self.embed_sum / smoothed.unsqueeze(1)), self.embed))
         return self._restart_dead_codes(z)
 
     @torch.no_grad()
     def _restart_dead_codes(self, z: Tensor) -> Tensor:
-        """Re-seed codes whose usage fell below the threshold with vectors of this batch (rank 0's, broadcast)."""
-        dead = self.cluster_size < self.dead_code_threshold  # (K,) identical on all ranks
+        """Re-seed codes whose usage fell below the threshold with vectors of this batch (rank 0's, broadcast).
+
+        A re-seeded code gets an even share of usage, so it has the EMA horizon to win assignments."""
+        even_share = self.cluster_size.sum() / self.num_codes  # EMA of N / K
+        dead = self.cluster_size < self.dead_code_threshold * even_share  # (K,) identical on all ranks
         num_dead = int(dead.sum())
         if num_dead:
             picks = torch.randint(z.shape[0], (num_dead,), device=z.device)
             seeds = dist_utils.broadcast(z[picks].contiguous())  # (num_dead, D)
             self.embed.data[dead] = seeds.to(self.embed.dtype)
-            self.cluster_size[dead] = self.dead_code_threshold
+            self.cluster_size[dead] = even_share
             if self.uses_ema:
-                self.embed_sum[dead] = seeds * self.dead_code_threshold
+                self.embed_sum[dead] = seeds * even_share
         return torch.tensor(float(num_dead), device=z.device)
 
     @torch.no_grad()
@@ -192,7 +198,7 @@ class VectorQuantizer(nn.Module):
             means = self.normalize(sums / counts.clamp(min=1).unsqueeze(1))
             centroids = torch.where(counts.unsqueeze(1) > 0, means, centroids)
         self.embed.data.copy_(centroids.to(self.embed.dtype))
-        self.cluster_size.copy_(counts.clamp(min=1))
+        self.cluster_size.copy_(counts)  # empty clusters count as dead and are re-seeded at once
         if self.uses_ema:
             self.embed_sum.copy_(centroids * self.cluster_size.unsqueeze(1))
         self.initialized.fill_(True)
@@ -203,6 +209,12 @@ class VectorQuantizer(nn.Module):
 
     def reset_epoch_stats(self) -> None:
         self.epoch_counts.zero_()
+
+
+def _all_finite(z: Tensor) -> bool:
+    """Whether z is finite on every rank (the ranks must agree before updating the shared codebook)."""
+    bad = torch.tensor(0.0 if bool(torch.isfinite(z).all()) else 1.0, device=z.device)
+    return float(dist_utils.all_reduce_sum(bad)) == 0
 
 
 def _perplexity(counts: Tensor) -> Tensor:

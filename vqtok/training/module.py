@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vqtok.config import TokenizerConfig
-from vqtok.errors import ConfigError
-from vqtok.export import CKPT_CONFIG_KEY
+from vqtok.config import CHECKPOINT_CONFIG_KEY, TokenizerConfig
+from vqtok.errors import ConfigError, FileFormatError
 from vqtok.metrics import psnr, ssim
 from vqtok.model.vqvae import VQVAE
 from vqtok.training.discriminator import PatchDiscriminator
@@ -70,6 +69,7 @@ class TokenizerTraining(L.LightningModule):
         self.perceptual = _build_perceptual(perceptual_weight, perceptual_weights)
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
         self.nonfinite_in_row = 0
+        self._last_images: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, C, H, W) in [-1, 1] -> reconstruction (B, C, H, W)."""
@@ -94,9 +94,12 @@ class TokenizerTraining(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x = batch["images"]
         self.log("data/failed_images", float(batch["num_failed"]), reduce_fx="sum", on_step=False, on_epoch=True)
-        if x.numel() == 0:  # every image of the batch failed to load (each was named in a warning)
-            log.warning("batch %d: no readable image, skipped", batch_idx)
-            return
+        if x.numel() == 0:  # every image failed to load (each was named in a warning)
+            if self._last_images is None:
+                raise FileFormatError("the first training batch has no readable image; check data.root")
+            log.warning("batch %d: no readable image; training on the previous batch again", batch_idx)
+            x = self._last_images  # every DDP rank must take part in every step, so a step is never skipped
+        self._last_images = x.detach()
         opt_g, opt_d = self.optimizers()
         gan_active = self.hparams.disc_weight > 0 and int(self.batches_seen) >= self.hparams.disc_start_step
 
@@ -168,22 +171,25 @@ class TokenizerTraining(L.LightningModule):
             log_reconstructions(self.loggers, x, x_rec, int(self.batches_seen), "train")
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> None:
         x = batch["images"]
         if x.numel() == 0:
             return
         x_rec, q = self.model(x)
         x_rec = x_rec.float().clamp(-1, 1)
         losses = self.reconstruction_loss(x, x_rec)
-        metrics = {f"val/{k}": v.float() for k, v in losses.items()}
-        metrics["val/psnr"] = psnr(x_rec, x.float()).mean()
-        metrics["val/ssim"] = ssim(x_rec, x.float()).mean()
-        metrics["val/usage_batch"] = q.usage
+        metrics = {f"{stage}/{k}": v.float() for k, v in losses.items()}
+        metrics[f"{stage}/psnr"] = psnr(x_rec, x.float()).mean()
+        metrics[f"{stage}/ssim"] = ssim(x_rec, x.float()).mean()
+        metrics[f"{stage}/usage_batch"] = q.usage
         self.log_dict(metrics, sync_dist=True, batch_size=x.shape[0])
         if batch_idx == 0 and self.trainer.is_global_zero:
-            log_reconstructions(self.loggers, x, x_rec, int(self.batches_seen), "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)
+            log_reconstructions(self.loggers, x, x_rec, int(self.batches_seen), stage)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """Token ids (B, h, w) of a batch of images."""
@@ -200,7 +206,7 @@ class TokenizerTraining(L.LightningModule):
             self.log("codebook/rank_max_diff", (codebooks - codebooks[0]).abs().max(), rank_zero_only=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CKPT_CONFIG_KEY] = self.config.to_dict()  # what `vqtok export` reads
+        checkpoint[CHECKPOINT_CONFIG_KEY] = self.config.to_dict()  # what `vqtok export` reads
 
 
 def _build_perceptual(weight: float, weights_path: str | None) -> torch.nn.Module | None:
