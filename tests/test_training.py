@@ -31,6 +31,18 @@ def read_metrics(run_dir: Path) -> list[dict[str, str]]:
     return rows
 
 
+def quiet_trainer() -> L.Trainer:
+    """One CPU epoch with no logging, checkpoints or progress bar."""
+    return L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
 def test_every_config_parses_and_builds(config, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
@@ -143,14 +155,7 @@ def test_tiny_model_overfits_a_small_image_set():
     module = TokenizerTraining(
         TokenizerConfig.from_name("tiny"), learning_rate=1e-3, disc_weight=0.0, l2_weight=1.0, image_log_every_n_steps=0
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer()
     trainer.fit(module, train_dataloaders=loader)
     x = torch.stack(images)
     module.eval()
@@ -164,14 +169,7 @@ def test_a_batch_with_no_readable_image_repeats_the_previous_one():
     module = TokenizerTraining(TokenizerConfig.from_name("tiny"), disc_weight=0.0, image_log_every_n_steps=0)
     good = {"images": torch.rand(4, 3, 32, 32) * 2 - 1, "num_failed": 0}
     empty = {"images": torch.empty(0), "num_failed": 4}  # what collate_images gives when every file failed
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer()
     trainer.fit(module, train_dataloaders=DataLoader([good, empty, good], batch_size=None))
     assert int(module.batches_seen) == 3  # no step skipped: every DDP rank must take part in every step
 
