@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -15,7 +16,7 @@ import vqtok
 from vqtok.cli.main import main
 from vqtok.config import TokenizerConfig
 from vqtok.training.cli import cli_main
-from vqtok.training.data import ProceduralImages, collate_images
+from vqtok.training.data import ProceduralImages, collate_images, render_dead_leaves
 from vqtok.training.module import TokenizerTraining
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,3 +178,39 @@ def test_a_batch_with_no_readable_image_repeats_the_previous_one():
 def test_perceptual_loss_without_weights_file_names_the_option():
     with pytest.raises(vqtok.ConfigError, match="model.perceptual_weights"):
         TokenizerTraining(TokenizerConfig.from_name("tiny"), perceptual_weight=1.0)
+
+
+def test_fit_on_a_folder_skips_and_counts_unreadable_files(monkeypatch, tmp_path, caplog):
+    from PIL import Image
+
+    folder = tmp_path / "images" / "nested"
+    folder.mkdir(parents=True)
+    for i in range(12):
+        Image.fromarray(render_dead_leaves(np.random.default_rng(i), 48)).save(folder / f"img{i:02d}.png")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    Image.open(folder / "img00.png").save(tmp_path / "whole.jpg")
+    (folder / "truncated.jpg").write_bytes((tmp_path / "whole.jpg").read_bytes()[:300])  # fails only at decode
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "fit",
+        "--config",
+        TINY,
+        "--data.root",
+        str(tmp_path / "images"),
+        "--data.batch_size",
+        "4",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_train_batches",
+        "3",
+        *QUIET,
+    ]
+    with caplog.at_level("WARNING", logger="vqtok"):
+        assert main(args) == 0
+    failed = [
+        float(r["data/failed_images"])
+        for r in read_metrics(tmp_path / "runs/image_tiny")
+        if r.get("data/failed_images")
+    ]
+    assert sum(failed) >= 1
+    assert "skipping image" in caplog.text and ("corrupt.png" in caplog.text or "truncated.jpg" in caplog.text)
