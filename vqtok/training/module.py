@@ -70,6 +70,7 @@ class TokenizerTraining(L.LightningModule):
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
         self.nonfinite_in_row = 0
         self._last_images: Tensor | None = None
+        self.failed_images = 0  # unreadable files met by this rank in the current epoch
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, C, H, W) in [-1, 1] -> reconstruction (B, C, H, W)."""
@@ -93,7 +94,7 @@ class TokenizerTraining(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x = batch["images"]
-        self.log("data/failed_images", float(batch["num_failed"]), reduce_fx="sum", on_step=False, on_epoch=True)
+        self.failed_images += int(batch["num_failed"])
         if x.numel() == 0:  # every image failed to load (each was named in a warning)
             if self._last_images is None:
                 raise FileFormatError("the first training batch has no readable image; check data.root")
@@ -197,10 +198,21 @@ class TokenizerTraining(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.model.quantizer.reset_epoch_stats()
+        self.failed_images = 0
 
     def on_train_epoch_end(self) -> None:
         stats = self.model.quantizer.epoch_stats()
-        self.log_dict({"codebook/usage_epoch": stats["usage"], "codebook/perplexity_epoch": stats["perplexity"]})
+        # Reduced here by every rank at once: a sync_dist metric would be reduced whenever some callback reads it,
+        # which the progress bar does on rank 0 only, and the other ranks would never join that collective.
+        failed = self.trainer.strategy.reduce(
+            torch.tensor(float(self.failed_images), device=self.device), reduce_op="sum"
+        )
+        epoch_stats = {
+            "codebook/usage_epoch": stats["usage"],  # identical on every rank: the counts are all-reduced
+            "codebook/perplexity_epoch": stats["perplexity"],
+            "data/failed_images": failed,
+        }
+        self.log_dict(epoch_stats, rank_zero_only=True)
         if self.trainer.world_size > 1:  # every rank must hold the identical codebook; a non-zero value is a bug
             codebooks = self.all_gather(self.model.quantizer.embed.detach())  # (world, K, D)
             self.log("codebook/rank_max_diff", (codebooks - codebooks[0]).abs().max(), rank_zero_only=True)
