@@ -18,7 +18,9 @@ CHECKPOINT_CONFIG_KEY = "vqtok_tokenizer_config"
 class TokenizerConfig:
     """Architecture and quantizer settings of a VQ-VAE tokenizer.
 
-    The spatial downsampling factor is ``2 ** (len(channel_mults) - 1)``.
+    The spatial downsampling factor is ``2 ** (len(channel_mults) - 1)``. With ``video=True`` the model is a causal
+    3D autoencoder over (B, C, T, H, W): frame t is encoded from frames <= t only, so 1 + r*k frames become
+    1 + k latent frames (r = ``temporal_downsample``) and a 1-frame video is tokenized like an image.
     """
 
     name: str = "f8"  # a label carried into exports and logs
@@ -38,6 +40,8 @@ class TokenizerConfig:
     commitment_weight: float = 0.25  # beta in beta * ||z - sg(e)||^2
     dead_code_threshold: float = 0.1  # re-seed codes whose EMA usage falls below this fraction of an even share
     kmeans_init: bool = False  # initialise the codebook by k-means on the first training batch
+    video: bool = False  # causal 3D convolutions over (B, C, T, H, W) instead of 2D ones over (B, C, H, W)
+    temporal_downsample: int = 1  # video only: time factor r (a power of 2), taken at the deepest resolution steps
 
     def __post_init__(self) -> None:
         if isinstance(self.channel_mults, tuple):
@@ -48,6 +52,11 @@ class TokenizerConfig:
     def downsample(self) -> int:
         """Spatial downsampling factor f: an HxW image becomes an (H/f)x(W/f) grid of ids."""
         return 2 ** (len(self.channel_mults) - 1)
+
+    @property
+    def temporal_levels(self) -> int:
+        """How many of the 2x resolution steps also halve time: log2(temporal_downsample)."""
+        return self.temporal_downsample.bit_length() - 1
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming every invalid field."""
@@ -75,8 +84,22 @@ class TokenizerConfig:
             problems.append(f"commitment_weight must be >= 0, got {self.commitment_weight}")
         if self.dead_code_threshold < 0:
             problems.append(f"dead_code_threshold must be >= 0, got {self.dead_code_threshold}")
+        problems += self._temporal_problems()
         if problems:
             raise ConfigError("invalid tokenizer config: " + "; ".join(problems))
+
+    def _temporal_problems(self) -> list[str]:
+        r = self.temporal_downsample
+        if r < 1 or r & (r - 1):
+            return [f"temporal_downsample must be a power of 2 (1, 2, 4, ...), got {r}"]
+        if not self.video and r != 1:
+            return [f"temporal_downsample={r} needs video=true (an image tokenizer has no time axis)"]
+        if self.temporal_levels > len(self.channel_mults) - 1:
+            return [
+                f"temporal_downsample={r} needs {self.temporal_levels} resolution steps, but channel_mults "
+                f"{self.channel_mults} gives {len(self.channel_mults) - 1}"
+            ]
+        return []
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -147,6 +170,8 @@ _FIELD_KINDS: dict[str, type] = {
     "commitment_weight": float,
     "dead_code_threshold": float,
     "kmeans_init": bool,
+    "video": bool,
+    "temporal_downsample": int,
 }
 
 # Named presets. f8/f16 follow the high-usage published image tokenizers: 16384 codes, 8-dim l2-normalised lookup.
@@ -163,5 +188,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         z_channels=64,
         norm_groups=8,
         num_codes=512,
+    ),
+    # Causal video tokenizers: 1 + 4k frames of H x W -> (1 + k) x H/f x W/f ids; a 1-frame video is an image.
+    "video_4x8x8": dict(name="video_4x8x8", channel_mults=[1, 1, 2, 4], video=True, temporal_downsample=4),
+    "video_4x16x16": dict(name="video_4x16x16", channel_mults=[1, 1, 2, 2, 4], video=True, temporal_downsample=4),
+    # A CPU smoke model with the tiny image preset's layout, so it can be inflated from an image "tiny" export.
+    "video_tiny": dict(
+        name="video_tiny",
+        base_channels=32,
+        channel_mults=[1, 2, 2, 2],
+        num_res_blocks=1,
+        z_channels=64,
+        norm_groups=8,
+        num_codes=512,
+        video=True,
+        temporal_downsample=4,
     ),
 }

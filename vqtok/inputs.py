@@ -15,6 +15,7 @@ from vqtok.errors import InputError, InputTypeError
 from vqtok.io.images import pil_to_array, read_image
 
 ImageInput = Tensor | np.ndarray | Image.Image | str | os.PathLike | Sequence[Any]
+VideoInput = Tensor | np.ndarray | str | os.PathLike | Sequence[Any]
 _RANGE_TOLERANCE = 1e-3  # values this far outside [-1, 1] are rounding, not a wrong convention
 
 
@@ -42,25 +43,59 @@ def image_batch(x: ImageInput, channels: int = 3) -> Tensor:
     )
 
 
-def _check_float_batch(x: Tensor, channels: int) -> Tensor:
+def video_batch(x: VideoInput, channels: int = 3) -> Tensor:
+    """An in-memory video input -> float32 tensor (B, channels, T, H, W) in [-1, 1] on the CPU.
+
+    Accepted: a float tensor (B, C, T, H, W) in [-1, 1]; a uint8 array (T, H, W, 3) or (B, T, H, W, 3); or a list
+    of those, of one shape. (Video files are streamed by :meth:`vqtok.Tokenizer.encode`, not read whole here.)
+    """
+    if isinstance(x, Tensor):
+        return _check_float_batch(x, channels, video=True)
+    if isinstance(x, np.ndarray):
+        return _from_uint8_video(x)
+    if isinstance(x, (list, tuple)):
+        return _stack([video_batch(item, channels) for item in x], what="videos", dims=3)
+    raise InputTypeError(
+        f"cannot encode a {type(x).__name__} as a video: pass a float tensor (B, 3, T, H, W) in [-1, 1], a uint8 "
+        "array (T, H, W, 3), a video file path, or a list of those"
+    )
+
+
+def _check_float_batch(x: Tensor, channels: int, video: bool = False) -> Tensor:
+    what, ndim = ("video", 5) if video else ("image", 4)
+    layout = f"(B, {channels}, T, H, W)" if video else f"(B, {channels}, H, W)"
     if not x.is_floating_point():
         raise InputError(
-            f"image tensor must be floating point in [-1, 1], got dtype {x.dtype}; "
-            "for uint8 pixels pass a numpy array (H, W, 3) or convert with x.float() / 127.5 - 1"
+            f"{what} tensor must be floating point in [-1, 1], got dtype {x.dtype}; "
+            "for uint8 pixels pass a numpy array (..., H, W, 3) or convert with x.float() / 127.5 - 1"
         )
-    if x.ndim != 4 or x.shape[1] != channels:
-        hint = " (add a batch dimension with x[None])" if x.ndim == 3 else ""
-        raise InputError(f"image tensor must have shape (B, {channels}, H, W), got {tuple(x.shape)}{hint}")
+    if x.ndim != ndim or x.shape[1] != channels:
+        hint = " (add a batch dimension with x[None])" if x.ndim == ndim - 1 else ""
+        raise InputError(f"{what} tensor must have shape {layout}, got {tuple(x.shape)}{hint}")
     if x.numel() == 0:
-        raise InputError(f"image tensor is empty: shape {tuple(x.shape)}")
+        raise InputError(f"{what} tensor is empty: shape {tuple(x.shape)}")
     x = x.detach().float()
     if not torch.isfinite(x).all():
-        raise InputError("image tensor contains NaN or Inf values")
+        raise InputError(f"{what} tensor contains NaN or Inf values")
     lo, hi = float(x.min()), float(x.max())
     if lo < -1 - _RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
         hint = " (looks like [0, 255]: use x / 127.5 - 1)" if hi > 2 else ""
-        raise InputError(f"image tensor values must lie in [-1, 1], got min {lo:.4g}, max {hi:.4g}{hint}")
+        raise InputError(f"{what} tensor values must lie in [-1, 1], got min {lo:.4g}, max {hi:.4g}{hint}")
     return x.clamp(-1, 1)
+
+
+def _from_uint8_video(a: np.ndarray) -> Tensor:
+    if a.dtype != np.uint8:
+        raise InputError(
+            f"video arrays must be uint8 (T, H, W, 3) or (B, T, H, W, 3), got dtype {a.dtype}; "
+            "for float pixels pass a torch tensor (B, 3, T, H, W) in [-1, 1]"
+        )
+    if a.ndim == 4:
+        a = a[None]
+    if a.ndim != 5 or a.shape[-1] != 3 or 0 in a.shape:
+        raise InputError(f"video arrays must have shape (T, H, W, 3) or (B, T, H, W, 3), got {a.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 4, 1, 2, 3)  # (B, 3, T, H, W) uint8
+    return x.float() / 127.5 - 1.0
 
 
 def _from_uint8_array(a: np.ndarray) -> Tensor:
@@ -82,17 +117,19 @@ def _from_hwc01(a: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() * 2.0 - 1.0
 
 
-def _stack(batches: list[Tensor]) -> Tensor:
+def _stack(batches: list[Tensor], what: str = "images", dims: int = 2) -> Tensor:
     if not batches:
-        raise InputError("cannot encode an empty list of images")
-    sizes = {tuple(b.shape[-2:]) for b in batches}
+        raise InputError(f"cannot encode an empty list of {what}")
+    sizes = {tuple(b.shape[-dims:]) for b in batches}
     if len(sizes) > 1:
-        raise InputError(f"images in one call must share a size, got sizes (H, W) {sorted(sizes)}; encode them apart")
+        layout = "(H, W)" if dims == 2 else "(T, H, W)"
+        raise InputError(f"{what} in one call must share a size, got sizes {layout} {sorted(sizes)}; encode them apart")
     return torch.cat(batches)
 
 
-def id_batch(ids: Any, num_codes: int) -> Tensor:
-    """Validate token ids: an integer tensor (B, h, w) with every value in [0, num_codes) -> int64 tensor."""
+def id_batch(ids: Any, num_codes: int, video: bool = False) -> Tensor:
+    """Validate token ids: an integer tensor (B, h, w) (or, for a video tokenizer, also (B, t, h, w)) with every
+    value in [0, num_codes) -> int64 tensor."""
     if isinstance(ids, np.ndarray):
         if ids.dtype.kind not in "iu":
             raise InputError(f"ids must have an integer dtype, got numpy {ids.dtype}")
@@ -101,8 +138,9 @@ def id_batch(ids: Any, num_codes: int) -> Tensor:
         raise InputTypeError(f"ids must be an integer torch tensor, got {type(ids).__name__}")
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
         raise InputError(f"ids must have an integer dtype (int64 preferred), got {ids.dtype}")
-    if ids.ndim != 3:
-        raise InputError(f"ids must have shape (B, h, w), got {tuple(ids.shape)}")
+    if ids.ndim != 3 and not (video and ids.ndim == 4):
+        layouts = "(B, h, w) for images or (B, t, h, w) for videos" if video else "(B, h, w)"
+        raise InputError(f"ids must have shape {layouts}, got {tuple(ids.shape)}")
     if ids.numel() == 0:
         raise InputError(f"ids are empty: shape {tuple(ids.shape)}")
     lo, hi = int(ids.min()), int(ids.max())

@@ -1,4 +1,4 @@
-"""Token files: ids of one or more images in a safetensors file, tagged with the model that made them."""
+"""Token files: ids of one or more images or videos in a safetensors file, tagged with the model that made them."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ FORMAT = "vqtok-tokens-1"
 
 @dataclass
 class TokenItem:
-    """The ids of one image and what is needed to decode it back to its original size."""
+    """The ids of one image or video and what is needed to decode it back to its original size."""
 
-    ids: Tensor  # (h, w) int64
-    size: tuple[int, int]  # original (H, W) in pixels
-    source: str  # where the image came from (file name), for naming outputs
+    ids: Tensor  # (h, w) int64 for an image, (t, h, w) for a video
+    size: tuple[int, ...]  # original (H, W) in pixels, or (T, H, W) for a video
+    source: str  # where the image or video came from (file name), for naming outputs
+    fps: float | None = None  # videos: frame rate to write them back at
 
 
 def storage_dtype(num_codes: int) -> torch.dtype:
@@ -48,7 +49,7 @@ def save_tokens(
         "model": model_name,
         "model_fingerprint": fingerprint,
         "codebook_size": str(num_codes),
-        "items": json.dumps([{"size": list(item.size), "source": item.source} for item in items]),
+        "items": json.dumps([_item_entry(item) for item in items]),
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,24 +82,40 @@ def load_tokens(path: str | os.PathLike, fingerprint: str | None = None) -> tupl
         )
     items = []
     for ids, entry in zip(tensors, entries, strict=True):
-        if ids.ndim != 2 or ids.is_floating_point():
-            raise FileFormatError(f"{path}: token grid of shape {tuple(ids.shape)} and dtype {ids.dtype} is invalid")
-        items.append(TokenItem(ids=ids.long(), size=(entry["size"][0], entry["size"][1]), source=entry["source"]))
+        if ids.ndim != len(entry["size"]) or ids.is_floating_point():
+            raise FileFormatError(
+                f"{path}: token grid of shape {tuple(ids.shape)} and dtype {ids.dtype} does not fit an item of "
+                f"size {entry['size']}"
+            )
+        size = tuple(entry["size"])
+        items.append(TokenItem(ids=ids.long(), size=size, source=entry["source"], fps=entry.get("fps")))
     return meta, items
 
 
+def _item_entry(item: TokenItem) -> dict:
+    entry: dict = {"size": list(item.size), "source": item.source}
+    if item.fps is not None:
+        entry["fps"] = float(item.fps)
+    return entry
+
+
 def _item_entries(entries: object) -> list[dict]:
-    """Check the per-item metadata: a list of {"size": [H, W] positive ints, "source": str}."""
+    """Check the per-item metadata: a list of {"size": [H, W] or [T, H, W] positive ints, "source": str, and
+    for videos "fps": positive number}."""
 
     def valid(e: object) -> bool:
+        fps = e.get("fps", 1.0) if isinstance(e, dict) else None
         return (
             isinstance(e, dict)
             and isinstance(e.get("source"), str)
             and isinstance(e.get("size"), list)
-            and len(e["size"]) == 2
+            and len(e["size"]) in (2, 3)
             and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in e["size"])
+            and isinstance(fps, (int, float))
+            and not isinstance(fps, bool)
+            and 0 < fps < 10_000
         )
 
     if not isinstance(entries, list) or not entries or not all(valid(e) for e in entries):
-        raise ValueError("metadata 'items' must be a non-empty list of {size: [H, W], source: name}")
+        raise ValueError("metadata 'items' must be a non-empty list of {size: [H, W] or [T, H, W], source: name}")
     return entries

@@ -1,4 +1,9 @@
-"""The public facade: ``vqtok.load`` and :class:`Tokenizer` (``encode``, ``decode``, ``codes``)."""
+"""The public facade: ``vqtok.load`` and :class:`Tokenizer` (``encode``, ``decode``, ``codes``).
+
+Image tokenizers map images (B, 3, H, W) <-> ids (B, h, w). Video tokenizers also map videos (B, 3, T, H, W)
+<-> ids (B, t, h, w), streaming long clips through temporal chunks (see :mod:`vqtok.temporal`), and still take
+images, which they tokenize as 1-frame videos.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,11 @@ import functools
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -15,8 +23,12 @@ from torch import Tensor
 from vqtok.config import TokenizerConfig
 from vqtok.errors import ExportError, InputError
 from vqtok.export import load_export
-from vqtok.inputs import ImageInput, id_batch, image_batch
+from vqtok.inputs import ImageInput, VideoInput, id_batch, image_batch, video_batch
+from vqtok.model.causal import streaming
 from vqtok.model.vqvae import VQVAE
+from vqtok.temporal import frame_chunks, latent_chunks
+
+DEFAULT_CHUNK_FRAMES = 8  # frames per streamed chunk of a video (after the first, which has one more)
 
 # Where short names such as "tiny" are looked up: the checkout's checkpoints/ folder.
 CHECKPOINT_DIRS = (Path(__file__).resolve().parent.parent / "checkpoints",)
@@ -26,14 +38,23 @@ class Tokenizer:
     """An exported VQ-VAE tokenizer ready for inference. Build it with :func:`load`.
 
     Images are float tensors (B, 3, H, W) in [-1, 1]; token ids are int64 tensors (B, H/f, W/f) in
-    [0, codebook_size), f = :attr:`downsample`. Everything runs under ``torch.inference_mode``; the nearest-code
-    lookup is always fp32 whatever ``dtype`` the convolutions use.
+    [0, codebook_size), f = :attr:`downsample`. A video tokenizer (:attr:`is_video`) also takes videos
+    (B, 3, T, H, W) in [-1, 1] -> ids (B, 1 + ceil((T-1)/r), H/f, W/f), r = :attr:`temporal_downsample`, and runs
+    them through chunks of ``chunk_frames`` frames, so memory does not grow with the length. Everything runs under
+    ``torch.inference_mode``; the nearest-code lookup is always fp32 whatever ``dtype`` the convolutions use.
+    A tokenizer streams one video at a time: do not interleave two :meth:`decode_chunks` iterators.
     """
 
-    def __init__(self, model: VQVAE, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, model: VQVAE, device: torch.device, dtype: torch.dtype, chunk_frames: int = DEFAULT_CHUNK_FRAMES
+    ) -> None:
+        r = model.config.temporal_downsample
+        if not isinstance(chunk_frames, int) or chunk_frames < 1 or chunk_frames % r:
+            raise InputError(f"chunk_frames must be a positive multiple of the temporal factor {r}, got {chunk_frames}")
         self.model = model
         self.device = device
         self.dtype = dtype
+        self.chunk_frames = chunk_frames
 
     @property
     def config(self) -> TokenizerConfig:
@@ -56,56 +77,196 @@ class Tokenizer:
         """Spatial factor f: an H x W image gives an ceil(H/f) x ceil(W/f) grid of ids."""
         return self.config.downsample
 
+    @property
+    def is_video(self) -> bool:
+        """Whether this tokenizer also encodes videos (a causal 3D model)."""
+        return self.config.video
+
+    @property
+    def temporal_downsample(self) -> int:
+        """Temporal factor r: 1 + r*k frames give 1 + k latent frames (1 for image tokenizers)."""
+        return self.config.temporal_downsample
+
     @torch.inference_mode()
-    def encode(self, x: ImageInput) -> Tensor:
-        """Images -> token ids.
+    def encode(self, x: ImageInput | VideoInput) -> Tensor:
+        """Images or videos -> token ids.
 
         Args:
-            x: a float tensor (B, 3, H, W) in [-1, 1]; a PIL image; a uint8 array (H, W, 3) or (B, H, W, 3);
-                an image file path; or a list of PIL images / arrays / paths of one size. Any H, W: the input is
-                padded (edge replication) up to a multiple of f; pass ``size=(H, W)`` to :meth:`decode` to crop back.
+            x: images: a float tensor (B, 3, H, W) in [-1, 1]; a PIL image; a uint8 array (H, W, 3) (or, for an
+                image tokenizer, (B, H, W, 3)); an image file path; or a list of those of one size.
+                Videos (video tokenizers only): a float tensor (B, 3, T, H, W) in [-1, 1]; a uint8 array
+                (T, H, W, 3) or (B, T, H, W, 3); a video file path (streamed, see :meth:`encode_video_file`); or a
+                list of arrays/tensors of one size. Any H, W: the input is padded (edge replication) up to a
+                multiple of f; any T: the last frame is repeated up to 1 + r*k frames. Pass ``size`` to
+                :meth:`decode` to crop back.
 
         Returns:
-            int64 tensor (B, ceil(H/f), ceil(W/f)) on this tokenizer's device.
+            int64 tensor (B, ceil(H/f), ceil(W/f)) for images, (B, 1 + ceil((T-1)/r), ceil(H/f), ceil(W/f)) for
+            videos, on this tokenizer's device.
         """
+        if self.is_video_input(x):
+            if not self.is_video:
+                raise InputError(
+                    f"{self.config.name!r} is an image tokenizer and cannot encode videos; load a video tokenizer "
+                    "(config video=true), or encode the frames one by one as images"
+                )
+            if isinstance(x, (str, os.PathLike)):
+                return self.encode_video_file(x).ids
+            return self._encode_chunks(frame_chunks([video_batch(x, 3)], self.chunk_frames, self.temporal_downsample))
         x = image_batch(x, self.config.in_channels).to(self.device)
         x = _pad_to_multiple(x, self.downsample).to(self.dtype)
+        if self.is_video:
+            return self.model.encode(x[:, :, None]).ids[:, 0]  # an image is a 1-frame video
         return self.model.encode(x).ids
 
     @torch.inference_mode()
-    def decode(self, ids: Tensor, size: tuple[int, int] | None = None) -> Tensor:
-        """Token ids (B, h, w) -> images float32 (B, 3, h*f, w*f) in [-1, 1], or cropped to ``size=(H, W)``."""
-        ids = id_batch(ids, self.codebook_size).to(self.device)
-        y = self.model.decode_ids(ids).float().clamp(-1, 1)
+    def encode_video_file(self, path: str | os.PathLike) -> EncodedVideo:
+        """Encode a video file frame by frame (rotation applied), in memory that does not grow with its length.
+
+        Raises:
+            FileFormatError: the file cannot be read as a video (the message says why).
+            InputError: this is an image tokenizer.
+        """
+        if not self.is_video:
+            raise InputError(f"{self.config.name!r} is an image tokenizer and cannot encode videos")
+        video = _video_io()
+        info = video.probe_video(path)
+        num_frames = 0
+
+        def frames() -> Iterator[Tensor]:
+            nonlocal num_frames
+            for _, frame in video.iter_frames(path):  # (H, W, 3) uint8
+                num_frames += 1
+                yield torch.from_numpy(frame).permute(2, 0, 1)[None, :, None]  # (1, 3, 1, H, W) uint8
+
+        chunks = frame_chunks(frames(), self.chunk_frames, self.temporal_downsample)
+        ids = self._encode_chunks(chunk.float() / 127.5 - 1.0 for chunk in chunks)
+        return EncodedVideo(ids=ids, num_frames=num_frames, height=info.height, width=info.width, fps=info.fps)
+
+    def _encode_chunks(self, chunks: Iterable[Tensor]) -> Tensor:
+        """Stream chunks (B, 3, L, H, W) in [-1, 1] (as :func:`frame_chunks` cuts them) -> ids (B, t, h, w)."""
+        ids = []
+        with streaming(self.model.encoder):
+            for chunk in chunks:
+                chunk = _pad_to_multiple(chunk.to(self.device), self.downsample).to(self.dtype)
+                ids.append(self.model.encode(chunk).ids)  # (B, l, h, w)
+        return torch.cat(ids, dim=1)
+
+    @torch.inference_mode()
+    def decode(self, ids: Tensor, size: tuple[int, ...] | None = None) -> Tensor:
+        """Token ids -> pixels in [-1, 1], float32.
+
+        ids (B, h, w) give images (B, 3, h*f, w*f), cropped to ``size=(H, W)`` if given. For a video tokenizer,
+        ids (B, t, h, w) give videos (B, 3, 1 + r(t-1), h*f, w*f), cropped to ``size=(T, H, W)`` if given (see
+        :meth:`decode_chunks` to receive a long video piece by piece).
+        """
+        ids = id_batch(ids, self.codebook_size, video=self.is_video)
+        if ids.ndim == 4:
+            return torch.cat(list(self.decode_chunks(ids, size)), dim=2)
+        ids = ids.to(self.device)
+        y = self.model.decode_ids(ids[:, None] if self.is_video else ids).float().clamp(-1, 1)
+        y = y[:, :, 0] if self.is_video else y  # (B, 3, H, W)
         if size is not None:
             H, W = _crop_size(size, tuple(y.shape[-2:]))
             y = y[..., :H, :W]
         return y
 
     @torch.inference_mode()
+    def decode_chunks(self, ids: Tensor, size: tuple[int, int, int] | None = None) -> Iterator[Tensor]:
+        """Video token ids (B, t, h, w) -> consecutive pieces (B, 3, n, H, W) in [-1, 1] of the decoded video.
+
+        The pieces joined along time equal :meth:`decode`'s result; only one piece is in memory at a time.
+        ``size=(T, H, W)`` crops the video (e.g. to the size before padding).
+        """
+        ids = id_batch(ids, self.codebook_size, video=self.is_video)
+        if ids.ndim != 4:
+            raise InputError(f"decode_chunks takes video ids (B, t, h, w), got shape {tuple(ids.shape)}")
+        t, h, w = ids.shape[1:]
+        r, f = self.temporal_downsample, self.downsample
+        T, H, W = (1 + r * (t - 1), h * f, w * f) if size is None else _crop_size(size, (1 + r * (t - 1), h * f, w * f))
+        emitted = 0
+        with streaming(self.model.decoder):
+            for part in latent_chunks(t, self.chunk_frames // r):
+                y = self.model.decode_ids(ids[:, part].to(self.device)).float().clamp(-1, 1)  # (B, 3, n, H', W')
+                y = y[:, :, : T - emitted, :H, :W]
+                emitted += y.shape[2]
+                if y.shape[2]:
+                    yield y
+                if emitted >= T:
+                    return
+
+    @torch.inference_mode()
     def codes(self, ids: Tensor) -> Tensor:
-        """Token ids (B, h, w) -> the continuous code vectors float32 (B, code_dim, h, w) the decoder receives."""
-        return self.model.quantizer.indices_to_codes(id_batch(ids, self.codebook_size).to(self.device))
+        """Token ids (B, [t,] h, w) -> the code vectors float32 (B, code_dim, [t,] h, w) the decoder receives."""
+        ids = id_batch(ids, self.codebook_size, video=self.is_video)
+        return self.model.quantizer.indices_to_codes(ids.to(self.device))
+
+    def is_video_input(self, x: object) -> bool:
+        """Whether :meth:`encode` reads ``x`` as a video: a 5D tensor, a path with a video suffix (.mp4, .mkv,
+        .webm, ...), for video tokenizers a 4D/5D array, or a list of such."""
+        if isinstance(x, Tensor):
+            return x.ndim == 5
+        if isinstance(x, np.ndarray):
+            return self.is_video and x.ndim in (4, 5)  # image tokenizers read (B, H, W, 3) as images
+        if isinstance(x, (str, os.PathLike)):
+            return Path(x).suffix.lower() in _video_suffixes()
+        if isinstance(x, (list, tuple)) and x:
+            return self.is_video_input(x[0])
+        return False
 
     def __repr__(self) -> str:
         c = self.config
-        return f"Tokenizer(name={c.name!r}, f={self.downsample}, codebook_size={c.num_codes}, device={self.device})"
+        kind = f"r={c.temporal_downsample}, " if c.video else ""
+        return (
+            f"Tokenizer(name={c.name!r}, {kind}f={self.downsample}, codebook_size={c.num_codes}, device={self.device})"
+        )
 
 
-def _crop_size(size: object, decoded: tuple[int, ...]) -> tuple[int, int]:
-    """Validate ``size=(H, W)`` against the decoded (h*f, w*f)."""
-    ok = isinstance(size, (tuple, list, torch.Size)) and len(size) == 2
+@dataclass(frozen=True)
+class EncodedVideo:
+    """The ids of a video file and what is needed to write the decoded video back like the original."""
+
+    ids: Tensor  # (1, t, h, w) int64
+    num_frames: int  # frames read from the file; decode(ids, size=(num_frames, height, width)) crops back
+    height: int  # displayed size (rotation applied)
+    width: int
+    fps: float  # the file's average frame rate
+
+
+def _video_io():  # noqa: ANN202 - the vqtok.io.video module
+    """vqtok.io.video, which needs PyAV (the ``video`` extra)."""
+    try:
+        from vqtok.io import video
+    except ImportError as e:
+        raise InputError(f"reading video files needs PyAV: pip install 'vqtok[video]' ({e})") from None
+    return video
+
+
+@functools.cache
+def _video_suffixes() -> frozenset[str]:
+    try:
+        return _video_io().VIDEO_EXTENSIONS
+    except InputError:  # without PyAV a path is read as an image, and a video gets the image reader's error
+        return frozenset()
+
+
+def _crop_size(size: object, decoded: tuple[int, ...]) -> tuple[int, ...]:
+    """Validate ``size`` ((H, W) or (T, H, W), like ``decoded``) against the decoded size."""
+    n = len(decoded)
+    ok = isinstance(size, (tuple, list, torch.Size)) and len(size) == n
     ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
-    if not ok or not (0 < size[0] <= decoded[0] and 0 < size[1] <= decoded[1]):
-        raise InputError(f"size must be (H, W) ints within the decoded size {decoded}, got {size!r}")
-    return int(size[0]), int(size[1])
+    if not ok or not all(0 < s <= d for s, d in zip(size, decoded, strict=True)):
+        layout = "(H, W)" if n == 2 else "(T, H, W)"
+        raise InputError(f"size must be {layout} ints within the decoded size {decoded}, got {size!r}")
+    return tuple(int(v) for v in size)
 
 
 def _pad_to_multiple(x: Tensor, f: int) -> Tensor:
-    """(B, C, H, W) -> (B, C, ceil(H/f)*f, ceil(W/f)*f), replicating the last row/column."""
+    """(B, C, [T,] H, W) -> (B, C, [T,] ceil(H/f)*f, ceil(W/f)*f), replicating the last row/column."""
     pad_h, pad_w = -x.shape[-2] % f, -x.shape[-1] % f
     if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        pad = (0, pad_w, 0, pad_h) + (0, 0) * (x.ndim - 4)
+        x = F.pad(x, pad, mode="replicate")
     return x
 
 
@@ -126,6 +287,7 @@ def load(
     name_or_path: str | os.PathLike,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
 ) -> Tokenizer:
     """Load an exported tokenizer (a directory written by ``vqtok export``, or a short name).
 
@@ -133,6 +295,8 @@ def load(
         name_or_path: export directory, or the name of a directory in checkpoints/.
         device: where the model runs.
         dtype: dtype of the convolutions (float32, bfloat16, float16); the codebook lookup stays fp32.
+        chunk_frames: video tokenizers only: frames per streamed chunk (a multiple of the temporal factor);
+            larger chunks use more memory, and give the same ids.
     """
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise InputError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
@@ -146,4 +310,4 @@ def load(
     for name, module in model.named_children():
         if name != "quantizer":
             module.to(dtype)
-    return Tokenizer(model, device, dtype)
+    return Tokenizer(model, device, dtype, chunk_frames)

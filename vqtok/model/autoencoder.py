@@ -1,15 +1,23 @@
-"""Convolutional ResNet encoder and decoder with a configurable number of 2x resolution steps."""
+"""Convolutional ResNet encoder and decoder with a configurable number of 2x resolution steps.
+
+Images: (B, C, H, W). Video (``video=True``): causal 3D over (B, C, T, H, W), where the deepest
+``temporal_levels`` resolution steps also halve (encoder) or double (decoder) time.
+"""
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vqtok.model.blocks import Downsample, MidBlock, ResnetBlock, Upsample, group_norm
+from vqtok.model.blocks import Downsample, MidBlock, ResnetBlock, Upsample, conv, group_norm
+from vqtok.model.causal import Downsample3d, Upsample3d
 
 
 class Encoder(nn.Module):
-    """(B, in_channels, H, W) -> (B, z_channels, H/f, W/f) with f = 2 ** (len(channel_mults) - 1)."""
+    """(B, in_channels, [T,] H, W) -> (B, z_channels, [1 + (T-1)/r,] H/f, W/f).
+
+    f = 2 ** (len(channel_mults) - 1), r = 2 ** temporal_levels.
+    """
 
     def __init__(
         self,
@@ -21,24 +29,28 @@ class Encoder(nn.Module):
         groups: int,
         attention: bool,
         grad_checkpoint: bool = False,
+        video: bool = False,
+        temporal_levels: int = 0,
     ) -> None:
         super().__init__()
         widths = [base_channels * m for m in channel_mults]
-        self.conv_in = nn.Conv2d(in_channels, widths[0], 3, padding=1)
+        num_steps = len(widths) - 1
+        self.conv_in = conv(in_channels, widths[0], 3, video)
         levels = []
         width = widths[0]
         for i, out_width in enumerate(widths):
             blocks: list[nn.Module] = []
             for _ in range(num_res_blocks):
-                blocks.append(ResnetBlock(width, out_width, groups, grad_checkpoint))
+                blocks.append(ResnetBlock(width, out_width, groups, grad_checkpoint, video))
                 width = out_width
-            if i < len(widths) - 1:
-                blocks.append(Downsample(width))
+            if i < num_steps:
+                temporal = i >= num_steps - temporal_levels  # time is halved in the deepest steps
+                blocks.append(Downsample3d(width, temporal) if video else Downsample(width))
             levels.append(nn.Sequential(*blocks))
         self.levels = nn.Sequential(*levels)
-        self.mid = MidBlock(width, groups, attention, grad_checkpoint)
-        self.norm_out = group_norm(width, groups)
-        self.conv_out = nn.Conv2d(width, z_channels, 3, padding=1)
+        self.mid = MidBlock(width, groups, attention, grad_checkpoint, video)
+        self.norm_out = group_norm(width, groups, video)
+        self.conv_out = conv(width, z_channels, 3, video)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.mid(self.levels(self.conv_in(x)))
@@ -46,7 +58,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(B, z_channels, h, w) -> (B, out_channels, h*f, w*f); the mirror image of :class:`Encoder`."""
+    """(B, z_channels, [t,] h, w) -> (B, out_channels, [1 + r(t-1),] h*f, w*f); the mirror image of :class:`Encoder`."""
 
     def __init__(
         self,
@@ -58,24 +70,27 @@ class Decoder(nn.Module):
         groups: int,
         attention: bool,
         grad_checkpoint: bool = False,
+        video: bool = False,
+        temporal_levels: int = 0,
     ) -> None:
         super().__init__()
         widths = [base_channels * m for m in reversed(channel_mults)]
         width = widths[0]
-        self.conv_in = nn.Conv2d(z_channels, width, 3, padding=1)
-        self.mid = MidBlock(width, groups, attention, grad_checkpoint)
+        self.conv_in = conv(z_channels, width, 3, video)
+        self.mid = MidBlock(width, groups, attention, grad_checkpoint, video)
         levels = []
         for i, out_width in enumerate(widths):
             blocks: list[nn.Module] = []
             for _ in range(num_res_blocks + 1):
-                blocks.append(ResnetBlock(width, out_width, groups, grad_checkpoint))
+                blocks.append(ResnetBlock(width, out_width, groups, grad_checkpoint, video))
                 width = out_width
             if i < len(widths) - 1:
-                blocks.append(Upsample(width))
+                temporal = i < temporal_levels  # time is doubled in the deepest steps, mirroring the encoder
+                blocks.append(Upsample3d(width, temporal) if video else Upsample(width))
             levels.append(nn.Sequential(*blocks))
         self.levels = nn.Sequential(*levels)
-        self.norm_out = group_norm(width, groups)
-        self.conv_out = nn.Conv2d(width, out_channels, 3, padding=1)
+        self.norm_out = group_norm(width, groups, video)
+        self.conv_out = conv(width, out_channels, 3, video)
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.levels(self.mid(self.conv_in(z)))

@@ -1,4 +1,6 @@
-"""Convolutional building blocks of the encoder and decoder (plain torch, NCHW)."""
+"""Convolutional building blocks of the encoder and decoder: 2D (B, C, H, W) or, with ``video``, causal 3D
+(B, C, T, H, W) built from :mod:`vqtok.model.causal`. Parameter names are the same in both, so an image model's
+weights inflate into a video model (see :mod:`vqtok.model.inflate`)."""
 
 from __future__ import annotations
 
@@ -6,21 +8,33 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from vqtok.model.causal import CausalConv3d, FrameGroupNorm
 
-def group_norm(channels: int, groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(groups, channels, eps=1e-6)
+
+def group_norm(channels: int, groups: int, video: bool = False) -> nn.GroupNorm:
+    """GroupNorm over each image (or, for video, each frame)."""
+    return (FrameGroupNorm if video else nn.GroupNorm)(groups, channels, eps=1e-6)
+
+
+def conv(in_channels: int, out_channels: int, kernel_size: int, video: bool = False) -> nn.Module:
+    """A stride-1, size-preserving conv: Conv2d with zero padding, or a causal Conv3d."""
+    if video:
+        return CausalConv3d(in_channels, out_channels, kernel_size)
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
 
 
 class ResnetBlock(nn.Module):
-    """norm-SiLU-conv twice, plus a 1x1 skip when the width changes. (B, C_in, H, W) -> (B, C_out, H, W)."""
+    """norm-SiLU-conv twice, plus a 1x1 skip when the width changes. (B, C_in, [T,] H, W) -> (B, C_out, [T,] H, W)."""
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int, grad_checkpoint: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, groups: int, grad_checkpoint: bool = False, video: bool = False
+    ) -> None:
         super().__init__()
-        self.norm1 = group_norm(in_channels, groups)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = group_norm(out_channels, groups)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.norm1 = group_norm(in_channels, groups, video)
+        self.conv1 = conv(in_channels, out_channels, 3, video)
+        self.norm2 = group_norm(out_channels, groups, video)
+        self.conv2 = conv(out_channels, out_channels, 3, video)
+        self.skip = conv(in_channels, out_channels, 1, video) if in_channels != out_channels else nn.Identity()
         self.grad_checkpoint = grad_checkpoint
 
     def forward(self, x: Tensor) -> Tensor:
@@ -50,6 +64,16 @@ class AttentionBlock(nn.Module):
         return x + self.proj(h.transpose(-1, -2).reshape(B, C, H, W))
 
 
+class FrameAttentionBlock(AttentionBlock):
+    """:class:`AttentionBlock` within each frame of a video (spatial positions only), so it stays causal."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, T, H, W) -> same shape."""
+        B, C, T, H, W = x.shape
+        frames = x.transpose(1, 2).reshape(B * T, C, H, W)  # (B*T, C, H, W)
+        return super().forward(frames).reshape(B, T, C, H, W).transpose(1, 2)
+
+
 class Downsample(nn.Module):
     """Stride-2 3x3 conv, padded on the right/bottom only so that (H, W) -> (H/2, W/2) exactly."""
 
@@ -75,9 +99,10 @@ class Upsample(nn.Module):
 class MidBlock(nn.Sequential):
     """ResNet block, optional attention, ResNet block, at the lowest resolution."""
 
-    def __init__(self, channels: int, groups: int, attention: bool, grad_checkpoint: bool) -> None:
+    def __init__(self, channels: int, groups: int, attention: bool, grad_checkpoint: bool, video: bool = False) -> None:
+        attention_block = FrameAttentionBlock if video else AttentionBlock
         super().__init__(
-            ResnetBlock(channels, channels, groups, grad_checkpoint),
-            AttentionBlock(channels, groups) if attention else nn.Identity(),
-            ResnetBlock(channels, channels, groups, grad_checkpoint),
+            ResnetBlock(channels, channels, groups, grad_checkpoint, video),
+            attention_block(channels, groups) if attention else nn.Identity(),
+            ResnetBlock(channels, channels, groups, grad_checkpoint, video),
         )

@@ -1,4 +1,7 @@
-"""The VQ-VAE tokenizer model: encoder -> 1x1 conv to code space -> quantizer -> 1x1 conv -> decoder."""
+"""The VQ-VAE tokenizer model: encoder -> 1x1 conv to code space -> quantizer -> 1x1 conv -> decoder.
+
+An image model works on (B, C, H, W); a video model (``config.video``) is causal 3D over (B, C, T, H, W).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ DECODER_PREFIXES = ("post_quant_conv.", "decoder.")
 
 
 class VQVAE(nn.Module):
-    """Images (B, C, H, W) in [-1, 1], H and W multiples of f, <-> ids (B, H/f, W/f) in [0, K)."""
+    """Images (B, C, H, W) in [-1, 1], H and W multiples of f, <-> ids (B, H/f, W/f) in [0, K).
+
+    A video model maps (B, C, 1 + r*k, H, W) <-> ids (B, 1 + k, H/f, W/f), r = ``config.temporal_downsample``.
+    """
 
     def __init__(self, config: TokenizerConfig) -> None:
         super().__init__()
@@ -30,9 +36,12 @@ class VQVAE(nn.Module):
             groups=c.norm_groups,
             attention=c.attention,
             grad_checkpoint=c.gradient_checkpointing,
+            video=c.video,
+            temporal_levels=c.temporal_levels,
         )
+        pointwise = nn.Conv3d if c.video else nn.Conv2d
         self.encoder = Encoder(in_channels=c.in_channels, **arch)
-        self.quant_conv = nn.Conv2d(c.z_channels, c.code_dim, 1)
+        self.quant_conv = pointwise(c.z_channels, c.code_dim, 1)
         self.quantizer = VectorQuantizer(
             num_codes=c.num_codes,
             code_dim=c.code_dim,
@@ -43,24 +52,24 @@ class VQVAE(nn.Module):
             dead_code_threshold=c.dead_code_threshold,
             kmeans_init=c.kmeans_init,
         )
-        self.post_quant_conv = nn.Conv2d(c.code_dim, c.z_channels, 1)
+        self.post_quant_conv = pointwise(c.code_dim, c.z_channels, 1)
         self.decoder = Decoder(out_channels=c.in_channels, **arch)
 
     def encode(self, x: Tensor) -> QuantizerOutput:
-        """x (B, C, H, W) -> quantizer output with z_q (B, D, h, w) fp32 and ids (B, h, w)."""
+        """x (B, C, [T,] H, W) -> quantizer output with z_q (B, D, [t,] h, w) fp32 and ids (B, [t,] h, w)."""
         return self.quantizer(self.quant_conv(self.encoder(x)))
 
     def decode(self, z_q: Tensor) -> Tensor:
-        """z_q (B, D, h, w) -> reconstruction (B, C, h*f, w*f), unclamped, in the decoder's dtype."""
+        """z_q (B, D, [t,] h, w) -> reconstruction (B, C, [1 + r(t-1),] h*f, w*f), unclamped, in the decoder's dtype."""
         z_q = z_q.to(self.post_quant_conv.weight.dtype)
         return self.decoder(self.post_quant_conv(z_q))
 
     def decode_ids(self, ids: Tensor) -> Tensor:
-        """ids (B, h, w) int64 -> reconstruction (B, C, h*f, w*f)."""
+        """ids (B, [t,] h, w) int64 -> reconstruction (B, C, [1 + r(t-1),] h*f, w*f)."""
         return self.decode(self.quantizer.indices_to_codes(ids))
 
     def forward(self, x: Tensor) -> tuple[Tensor, QuantizerOutput]:
-        """x (B, C, H, W) -> (reconstruction (B, C, H, W), quantizer output)."""
+        """x (B, C, [T,] H, W) -> (reconstruction of the same shape, quantizer output)."""
         q = self.encode(x)
         return self.decode(q.z_q), q
 
