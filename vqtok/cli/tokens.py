@@ -1,4 +1,4 @@
-"""``vqtok encode`` and ``vqtok decode``: image files <-> a token file (public API, image I/O and token files)."""
+"""``vqtok encode`` and ``vqtok decode``: image and video files <-> a token file (public API, file I/O, token files)."""
 
 from __future__ import annotations
 
@@ -6,37 +6,49 @@ import argparse
 import re
 from pathlib import Path
 
+import numpy as np
+
 import vqtok
 from vqtok.io.images import save_image
 from vqtok.token_file import TokenItem, load_tokens, save_tokens
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    enc = sub.add_parser("encode", help="encode image files into one token file (.safetensors)")
-    enc.add_argument("images", nargs="+", help="image files")
+    enc = sub.add_parser("encode", help="encode image (and, with a video tokenizer, video) files into one token file")
+    enc.add_argument("inputs", nargs="+", metavar="FILE", help="image or video files")
     enc.add_argument("--model", required=True, help="export directory or short name")
     enc.add_argument("--out", required=True, help="token file to write, e.g. tokens.safetensors")
     enc.add_argument("--device", default="cpu")
     enc.set_defaults(func=encode_command)
-    dec = sub.add_parser("decode", help="decode a token file back to PNG images")
+    dec = sub.add_parser("decode", help="decode a token file back to PNG images and MP4 videos")
     dec.add_argument("tokens", help="a token file written by vqtok encode")
     dec.add_argument("--model", required=True, help="the export that encoded the file")
-    dec.add_argument("--out", required=True, help="directory for the PNG images")
+    dec.add_argument("--out", required=True, help="directory for the images and videos")
     dec.add_argument("--device", default="cpu")
     dec.set_defaults(func=decode_command)
 
 
 def encode_command(args: argparse.Namespace) -> int:
     tok = vqtok.load(args.model, device=args.device)
-    items = []
-    for path in args.images:
-        x = vqtok.inputs.image_batch(path)  # (1, 3, H, W); raises FileFormatError naming the file
-        ids = tok.encode(x)[0].cpu()
-        items.append(TokenItem(ids=ids, size=(x.shape[-2], x.shape[-1]), source=Path(path).name))
-        print(f"{path}: {x.shape[-2]}x{x.shape[-1]} -> {ids.shape[0]}x{ids.shape[1]} tokens")
+    items = [_encode_file(tok, path) for path in args.inputs]
     save_tokens(args.out, items, tok.config.name, tok.fingerprint, tok.codebook_size)
     print(f"wrote {len(items)} token grid(s) to {args.out}")
     return 0
+
+
+def _encode_file(tok: vqtok.Tokenizer, path: str) -> TokenItem:
+    """One file -> its ids; raises FileFormatError naming the file when it cannot be read."""
+    name = Path(path).name
+    if tok.is_video_input(path):
+        video = tok.encode_video_file(path)  # streamed: memory does not grow with the length
+        ids = video.ids[0].cpu()  # (t, h, w)
+        size = (video.num_frames, video.height, video.width)
+        print(f"{path}: {'x'.join(map(str, size))} frames at {video.fps:.3g} fps -> {'x'.join(map(str, ids.shape))}")
+        return TokenItem(ids=ids, size=size, source=name, fps=video.fps)
+    x = vqtok.inputs.image_batch(path)  # (1, 3, H, W)
+    ids = tok.encode(x)[0].cpu()
+    print(f"{path}: {x.shape[-2]}x{x.shape[-1]} -> {ids.shape[0]}x{ids.shape[1]} tokens")
+    return TokenItem(ids=ids, size=(x.shape[-2], x.shape[-1]), source=name)
 
 
 def decode_command(args: argparse.Namespace) -> int:
@@ -46,18 +58,35 @@ def decode_command(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     for i, item in enumerate(items):
-        y = tok.decode(item.ids[None], size=item.size)[0]  # (3, H, W) in [-1, 1]
-        path = out_dir / _output_name(item.source, i, used)
-        save_image(path, ((y.permute(1, 2, 0).cpu().numpy() + 1) / 2).clip(0, 1))
+        if item.ids.ndim == 3:
+            path = out_dir / _output_name(item.source, i, used, ".mp4")
+            _write_video(tok, item, path)
+        else:
+            path = out_dir / _output_name(item.source, i, used, ".png")
+            y = tok.decode(item.ids[None], size=item.size)[0]  # (3, H, W) in [-1, 1]
+            save_image(path, ((y.permute(1, 2, 0).cpu().numpy() + 1) / 2).clip(0, 1))
         print(f"wrote {path}")
     return 0
 
 
-def _output_name(source: str, index: int, used: set[str]) -> str:
-    """A PNG name inside the output folder: the source's stem, stripped of anything path-like, made unique."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source.replace("\\", "/")).stem).strip("._") or f"image_{index}"
-    name, n = f"{stem}.png", 1
+def _write_video(tok: vqtok.Tokenizer, item: TokenItem, path: Path) -> None:
+    """Decode a video item piece by piece straight into an MP4 (memory does not grow with the length)."""
+    from vqtok.io.video import write_video
+
+    def frames():  # noqa: ANN202 - uint8 (H, W, 3) frames
+        for piece in tok.decode_chunks(item.ids[None], size=item.size):  # (1, 3, n, H, W) in [-1, 1]
+            pixels = ((piece[0].permute(1, 2, 3, 0).cpu().numpy() + 1) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
+            yield from pixels  # (n, H, W, 3) -> frames
+
+    write_video(path, frames(), fps=item.fps or 24.0)
+
+
+def _output_name(source: str, index: int, used: set[str], suffix: str) -> str:
+    """A file name inside the output folder: the source's stem, stripped of anything path-like, made unique."""
+    fallback = f"{'video' if suffix == '.mp4' else 'image'}_{index}"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source.replace("\\", "/")).stem).strip("._") or fallback
+    name, n = f"{stem}{suffix}", 1
     while name in used:
-        name, n = f"{stem}_{n}.png", n + 1
+        name, n = f"{stem}_{n}{suffix}", n + 1
     used.add(name)
     return name

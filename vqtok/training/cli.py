@@ -1,18 +1,29 @@
-"""``vqtok fit|validate|test|predict``: the Lightning CLI over :class:`TokenizerTraining` and the image data."""
+"""``vqtok fit|validate|test|predict``: the Lightning CLI over :class:`TokenizerTraining` and a data module.
+
+The data module is chosen in the config by ``data.class_path``: ``vqtok.training.data.ImageDataModule`` (the
+default) or ``vqtok.training.data.VideoDataModule``.
+"""
 
 from __future__ import annotations
 
+import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from vqtok.training.data import ImageDataModule
 from vqtok.training.module import TokenizerTraining
 
 
+class TokenizerCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - a jsonargparse LightningArgumentParser
+        parser.set_defaults({"data": {"class_path": f"{ImageDataModule.__module__}.{ImageDataModule.__name__}"}})
+
+
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """Build (and by default run) the CLI. ``args`` as on the command line, without the leading ``vqtok``."""
-    return LightningCLI(
+    return TokenizerCLI(
         TokenizerTraining,
-        ImageDataModule,
+        L.LightningDataModule,
+        subclass_mode_data=True,
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},

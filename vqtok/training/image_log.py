@@ -15,7 +15,12 @@ log = logging.getLogger(__name__)
 
 
 def reconstruction_grid(x: Tensor, x_rec: Tensor, max_images: int = 8) -> Tensor:
-    """Inputs (top row) over reconstructions (bottom row): (B, 3, H, W) pairs in [-1, 1] -> (3, 2H, nW) in [0, 1]."""
+    """Inputs (top row) over reconstructions (bottom row): (B, 3, H, W) pairs in [-1, 1] -> (3, 2H, nW) in [0, 1].
+
+    For videos (B, 3, T, H, W) the rows show the frames of the first clip.
+    """
+    if x.ndim == 5:
+        x, x_rec = x[0].transpose(0, 1), x_rec[0].transpose(0, 1)  # (T, 3, H, W)
     n = min(max_images, x.shape[0])
     top = torch.cat(list(x[:n].detach().float()), dim=-1)  # (3, H, n*W)
     bottom = torch.cat(list(x_rec[:n].detach().float()), dim=-1)

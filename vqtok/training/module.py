@@ -1,4 +1,10 @@
-"""LightningModule that trains a VQ-VAE tokenizer against a PatchGAN discriminator (manual optimisation)."""
+"""LightningModule that trains a VQ-VAE tokenizer (image or causal video) against a PatchGAN discriminator
+(manual optimisation).
+
+Batches are dicts with ``"images"`` (B, 3, H, W) and/or ``"videos"`` (B, 3, T, H, W) in [-1, 1] and
+``"num_failed"``. A video tokenizer trains on both in every step (images as 1-frame videos), so its image path
+stays good; each kind's losses are averaged over its own pixels and then summed.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from torch import Tensor
 from vqtok.config import CHECKPOINT_CONFIG_KEY, TokenizerConfig
 from vqtok.errors import ConfigError, FileFormatError
 from vqtok.metrics import psnr, ssim
+from vqtok.model.inflate import ARCHITECTURE_FIELDS, check_inflatable, inflate_state_dict
+from vqtok.model.quantizer import QuantizerOutput
 from vqtok.model.vqvae import VQVAE
 from vqtok.training.discriminator import PatchDiscriminator
 from vqtok.training.image_log import log_reconstructions
@@ -39,6 +47,8 @@ class TokenizerTraining(L.LightningModule):
         grad_clip: max gradient norm for both optimizers (0 disables clipping).
         image_log_every_n_steps: batches between logged input/reconstruction grids (0 disables).
         max_nonfinite_steps: stop with an error after this many non-finite losses in a row (each is skipped).
+        init_from: an exported tokenizer to start from: an image export initialises a video tokenizer by inflating
+            its 2D kernels (see :mod:`vqtok.model.inflate`); an export of the same kind is copied.
     """
 
     def __init__(
@@ -56,6 +66,7 @@ class TokenizerTraining(L.LightningModule):
         grad_clip: float = 1.0,
         image_log_every_n_steps: int = 500,
         max_nonfinite_steps: int = 10,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         if isinstance(tokenizer, dict):  # load_from_checkpoint passes the saved dict back
@@ -65,15 +76,17 @@ class TokenizerTraining(L.LightningModule):
         self.automatic_optimization = False
         self.config = tokenizer
         self.model = VQVAE(tokenizer)
-        self.discriminator = PatchDiscriminator(tokenizer.in_channels, disc_channels, disc_layers)
+        if init_from:
+            _initialise(self.model, init_from)
+        self.discriminator = PatchDiscriminator(tokenizer.in_channels, disc_channels, disc_layers, tokenizer.video)
         self.perceptual = _build_perceptual(perceptual_weight, perceptual_weights)
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
         self.nonfinite_in_row = 0
-        self._last_images: Tensor | None = None
+        self._last_parts: dict[str, Tensor] = {}  # the last readable pixels of each kind, by metric prefix
         self.failed_images = 0  # unreadable files met by this rank in the current epoch
 
     def forward(self, x: Tensor) -> Tensor:
-        """x (B, C, H, W) in [-1, 1] -> reconstruction (B, C, H, W)."""
+        """x (B, C, [T,] H, W) in [-1, 1] -> reconstruction of the same shape."""
         return self.model(x)[0]
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -88,28 +101,48 @@ class TokenizerTraining(L.LightningModule):
         terms = {"l1": F.l1_loss(x_rec, x), "l2": F.mse_loss(x_rec, x)}
         rec = h.l1_weight * terms["l1"] + h.l2_weight * terms["l2"]
         if self.perceptual is not None:
-            terms["perceptual"] = self.perceptual(x_rec, x)
+            terms["perceptual"] = self.perceptual(_frames(x_rec), _frames(x))
             rec = rec + h.perceptual_weight * terms["perceptual"]
         return {**terms, "rec": rec}
 
+    def batch_parts(self, batch: dict[str, Any]) -> list[tuple[str, Tensor]]:
+        """The batch's pixels in the model's layout, each with its metric prefix: videos ("") first, then images
+        ("" for an image tokenizer; "image_" and shape (B, 3, 1, H, W) for a video tokenizer)."""
+        parts = []
+        videos = batch.get("videos")
+        if videos is not None and videos.numel():
+            r = self.config.temporal_downsample
+            if not self.config.video:
+                raise ConfigError("the data gives videos, but model.tokenizer.video is false (an image tokenizer)")
+            if (videos.shape[2] - 1) % r:
+                raise ConfigError(f"clips of {videos.shape[2]} frames do not fit 1 + {r}k: set data.num_frames to one")
+            parts.append(("", videos))
+        images = batch.get("images")
+        if images is not None and images.numel():
+            parts.append(("image_", images[:, :, None]) if self.config.video else ("", images))
+        return parts
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        x = batch["images"]
+        parts = dict(self.batch_parts(batch))
         self.failed_images += int(batch["num_failed"])
-        if x.numel() == 0:  # every image failed to load (each was named in a warning)
-            if self._last_images is None:
-                raise FileFormatError("the first training batch has no readable image; check data.root")
-            log.warning("batch %d: no readable image; training on the previous batch again", batch_idx)
-            x = self._last_images  # every DDP rank must take part in every step, so a step is never skipped
-        self._last_images = x.detach()
+        missing = [name for name in self._last_parts if name not in parts]
+        if missing:  # every item of a kind failed to load (each was named in a warning)
+            log.warning("batch %d: nothing readable for %s; reusing the previous batch's", batch_idx, missing)
+            # Every DDP rank must run the same forwards in every step, so a step or a part is never skipped.
+            parts = {**parts, **{name: self._last_parts[name] for name in missing}}
+        if not parts:
+            raise FileFormatError("the first training batch has no readable image or video; check data.root")
+        self._last_parts = {name: x.detach() for name, x in parts.items()}
         opt_g, opt_d = self.optimizers()
         gan_active = self.hparams.disc_weight > 0 and int(self.batches_seen) >= self.hparams.disc_start_step
 
         with self.toggled_optimizer(opt_g):
-            x_rec, q = self.model(x)
-            losses = self.reconstruction_loss(x, x_rec)
-            loss_g = losses["rec"] + q.loss
+            outputs = [(name, x, *self.model(x)) for name, x in sorted(parts.items())]  # (prefix, x, x_rec, q)
+            losses = _sum_terms([self.reconstruction_loss(x, x_rec) for _, x, x_rec, _ in outputs])
+            quant_loss = sum(q.loss for *_, q in outputs)
+            loss_g = losses["rec"] + quant_loss
             if gan_active:
-                losses["g_adv"] = hinge_g_loss(self.discriminator(x_rec))
+                losses["g_adv"] = sum(hinge_g_loss(self.discriminator(x_rec)) for _, _, x_rec, _ in outputs)
                 losses["adaptive_weight"] = adaptive_weight(losses["rec"], losses["g_adv"], self.model.last_layer)
                 loss_g = loss_g + self.hparams.disc_weight * losses["adaptive_weight"] * losses["g_adv"]
             finite = self._all_finite(loss_g)
@@ -117,13 +150,18 @@ class TokenizerTraining(L.LightningModule):
 
         if gan_active and finite:
             with self.toggled_optimizer(opt_d):
-                loss_d = hinge_d_loss(self.discriminator(x.detach()), self.discriminator(x_rec.detach()))
+                loss_d = sum(
+                    hinge_d_loss(self.discriminator(x.detach()), self.discriminator(x_rec.detach()))
+                    for _, x, x_rec, _ in outputs
+                )
                 self._optimizer_step(opt_d, loss_d, self._all_finite(loss_d))
             losses["d"] = loss_d
 
         self.batches_seen += 1
         losses["disc_active"] = torch.tensor(float(gan_active))
-        self._log_train(x, x_rec, q, losses, loss_g)
+        losses["quant_loss"] = quant_loss
+        losses["loss"] = loss_g
+        self._log_train(outputs, losses)
 
     def _all_finite(self, loss: Tensor) -> bool:
         """True when the loss is finite on every rank (all ranks must agree to skip a step together)."""
@@ -155,17 +193,17 @@ class TokenizerTraining(L.LightningModule):
             self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         opt.step()
 
-    def _log_train(self, x: Tensor, x_rec: Tensor, q: Any, losses: dict[str, Tensor], loss_g: Tensor) -> None:
+    def _log_train(self, outputs: list[tuple[str, Tensor, Tensor, QuantizerOutput]], losses: dict[str, Tensor]) -> None:
         metrics = {f"train/{k}": v.detach().float() for k, v in losses.items()}
-        metrics["train/loss"] = loss_g.detach().float()
-        metrics["train/quant_loss"] = q.loss.detach()
-        metrics["train/psnr"] = psnr(x_rec.detach().float().clamp(-1, 1), x.float()).mean()
-        metrics["codebook/usage_batch"] = q.usage
-        metrics["codebook/perplexity_batch"] = q.perplexity
-        metrics["codebook/dead_codes"] = q.num_dead
+        for name, x, x_rec, q in outputs:
+            metrics[f"train/{name}psnr"] = psnr(x_rec.detach().float().clamp(-1, 1), x.float()).mean()
+            metrics[f"codebook/{name}usage_batch"] = q.usage
+            metrics[f"codebook/{name}perplexity_batch"] = q.perplexity
+        metrics["codebook/dead_codes"] = outputs[-1][3].num_dead
         self.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False)
         every = self.hparams.image_log_every_n_steps
         if every > 0 and (int(self.batches_seen) - 1) % every == 0 and self.trainer.is_global_zero:
+            _, x, x_rec, _ = outputs[0]
             self.log_dict(
                 {"train/ssim": ssim(x_rec.detach().float().clamp(-1, 1), x.float()).mean()}, rank_zero_only=True
             )
@@ -178,23 +216,21 @@ class TokenizerTraining(L.LightningModule):
         self._evaluate(batch, batch_idx, "test")
 
     def _evaluate(self, batch: dict[str, Any], batch_idx: int, stage: str) -> None:
-        x = batch["images"]
-        if x.numel() == 0:
-            return
-        x_rec, q = self.model(x)
-        x_rec = x_rec.float().clamp(-1, 1)
-        losses = self.reconstruction_loss(x, x_rec)
-        metrics = {f"{stage}/{k}": v.float() for k, v in losses.items()}
-        metrics[f"{stage}/psnr"] = psnr(x_rec, x.float()).mean()
-        metrics[f"{stage}/ssim"] = ssim(x_rec, x.float()).mean()
-        metrics[f"{stage}/usage_batch"] = q.usage
-        self.log_dict(metrics, sync_dist=True, batch_size=x.shape[0])
-        if batch_idx == 0 and self.trainer.is_global_zero:
-            log_reconstructions(self.loggers, x, x_rec, int(self.batches_seen), stage)
+        for name, x in self.batch_parts(batch):
+            x_rec, q = self.model(x)
+            x_rec = x_rec.float().clamp(-1, 1)
+            losses = self.reconstruction_loss(x, x_rec)
+            metrics = {f"{stage}/{name}{k}": v.float() for k, v in losses.items()}
+            metrics[f"{stage}/{name}psnr"] = psnr(x_rec, x.float()).mean()
+            metrics[f"{stage}/{name}ssim"] = ssim(x_rec, x.float()).mean()
+            metrics[f"{stage}/{name}usage_batch"] = q.usage
+            self.log_dict(metrics, sync_dist=True, batch_size=x.shape[0])
+            if batch_idx == 0 and self.trainer.is_global_zero:
+                log_reconstructions(self.loggers, x, x_rec, int(self.batches_seen), f"{stage}{name.rstrip('_')}")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        """Token ids (B, h, w) of a batch of images."""
-        return self.model.encode(batch["images"]).ids
+        """Token ids (B, [t,] h, w) of the batch's videos, or of its images when it has no videos."""
+        return self.model.encode(self.batch_parts(batch)[0][1]).ids
 
     def on_train_epoch_start(self) -> None:
         self.model.quantizer.reset_epoch_stats()
@@ -219,6 +255,34 @@ class TokenizerTraining(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_CONFIG_KEY] = self.config.to_dict()  # what `vqtok export` reads
+
+
+def _frames(x: Tensor) -> Tensor:
+    """Videos (B, C, T, H, W) -> frames (B*T, C, H, W); images pass through."""
+    return x.transpose(1, 2).flatten(0, 1) if x.ndim == 5 else x
+
+
+def _sum_terms(terms: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Add loss dicts key by key (each part's terms are means over its own pixels)."""
+    return {k: sum(t[k] for t in terms) for k in terms[0]}
+
+
+def _initialise(model: VQVAE, export_dir: str) -> None:
+    """Load the weights of an exported tokenizer into model, inflating 2D kernels for an image -> video start."""
+    from vqtok.export import load_export  # the export format; imported here so the module loads without it
+
+    source = load_export(export_dir)
+    state = source.state_dict()
+    if model.config.video and not source.config.video:
+        check_inflatable(source.config, model.config)
+        state = inflate_state_dict(state, model.state_dict())
+    else:
+        fields = ("video", "temporal_downsample", *ARCHITECTURE_FIELDS)
+        differ = [f for f in fields if getattr(source.config, f) != getattr(model.config, f)]
+        if differ:
+            raise ConfigError(f"model.init_from {export_dir!r} does not fit model.tokenizer: {differ} differ")
+    model.load_state_dict(state)
+    log.info("initialised %r from %s (%s)", model.config.name, export_dir, source.config.name)
 
 
 def _build_perceptual(weight: float, weights_path: str | None) -> torch.nn.Module | None:
