@@ -165,10 +165,12 @@ class VideoDataModule(L.LightningDataModule):
             )
         train_files, val_files = split_files(files, self.val_fraction, self.seed)
         logger.info("data.root %s: %d training and %d validation videos", self.root, len(train_files), len(val_files))
-        return (
-            VideoFolder(self.root, T, S, train=True, files=train_files, **self.clip_options),
-            VideoFolder(self.root, T, S, train=False, files=val_files, **self.clip_options),
-        )
+        train = VideoFolder(self.root, T, S, train=True, files=train_files, **self.clip_options)
+        val = VideoFolder(self.root, T, S, train=False, files=val_files, **self.clip_options)
+        failed = train.num_failed_probe + val.num_failed_probe
+        if failed:
+            logger.warning("data.root %s: %d unreadable video file(s) skipped (named above)", self.root, failed)
+        return train, val
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled batches; the last incomplete batch is dropped."""

@@ -1,0 +1,70 @@
+"""Write small real video files with PyAV for tests (not a test module)."""
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def flat_frames(colours: list[tuple[int, int, int]], height: int = 16, width: int = 24) -> np.ndarray:
+    """Frames of one flat colour each, uint8 (T, H, W, 3): which source frame was picked is easy to tell."""
+    return np.stack([np.full((height, width, 3), c, np.uint8) for c in colours])
+
+
+def random_frames(num_frames: int, height: int = 16, width: int = 24, seed: int = 0) -> np.ndarray:
+    """Smooth random frames (noise at 1/4 resolution, upscaled), uint8 (T, H, W, 3)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (num_frames, -(-height // 4), -(-width // 4), 3), dtype=np.uint8)
+    return np.ascontiguousarray(small.repeat(4, 1).repeat(4, 2)[:, :height, :width])
+
+
+def write_test_video(
+    path: Path,
+    frames: np.ndarray,
+    fps: float = 10.0,
+    codec: str = "libx264rgb",
+    pix_fmt: str | None = None,
+    rotation: int | None = None,
+    pts: list[int] | None = None,
+    options: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,
+) -> Path:
+    """Write uint8 (T, H, W, 3) frames. ``pts`` in milliseconds gives a variable frame rate; ``rotation`` sets the
+    display matrix (counter-clockwise degrees). libx264rgb with crf 0 (the default options) is lossless."""
+    defaults = {"libx264rgb": ("rgb24", {"crf": "0", "preset": "ultrafast"}), "libx264": ("yuv420p", {})}
+    default_fmt, default_options = defaults.get(codec, ("yuv420p", {}))
+    with av.open(str(path), "w", options=container_options or {}) as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = pix_fmt or default_fmt
+        stream.options = options if options is not None else default_options
+        if pts is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            if pts is not None:
+                vf.pts, vf.time_base = pts[i], Fraction(1, 1000)
+            for packet in stream.encode(vf):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_audio_only(path: Path, seconds: float = 0.5) -> Path:
+    """An AAC-only .mp4 file: a container with no video stream."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=44100)
+        stream.layout = "mono"
+        samples = int(44100 * seconds)
+        for start in range(0, samples, 1024):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 44100, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
