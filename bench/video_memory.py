@@ -116,8 +116,10 @@ def main() -> None:
             if out.returncode:
                 sys.exit(f"benchmark child failed:\n{out.stderr}")
             rows.append({"seconds": seconds, "fps": args.fps, **json.loads(out.stdout.splitlines()[-1])})
-    print(f"video round trip, model {args.model or 'video_tiny (random init)'}, chunk_frames {args.chunk_frames}, "
-          f"{os.cpu_count()} CPUs, load average {load:.2f} before the run\n")
+    print(
+        f"video round trip, model {args.model or 'video_tiny (random init)'}, chunk_frames {args.chunk_frames}, "
+        f"{os.cpu_count()} CPUs, load average {load:.2f} before the run\n"
+    )
     print("| clip | frames | ids | encode frames/s | decode+write frames/s | RSS after load | peak RSS |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

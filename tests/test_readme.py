@@ -30,6 +30,14 @@ def test_readme_api_example_runs(monkeypatch):
     assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
 
 
+def test_readme_video_example_runs(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    scope: dict = {"torch": torch, "vqtok": vqtok}
+    exec(compile(python_blocks()[1], "README.md video example", "exec"), scope)
+    assert scope["ids"].shape == (1, 5, 8, 8) and scope["v2"].shape == scope["v"].shape
+    assert torch.equal(scope["vid"].encode(scope["v"][:, :, :1]), scope["ids"][:, :1])  # frame 0 alone: same ids
+
+
 def test_shipped_tiny_export_by_short_name_and_path():
     by_name = vqtok.load("tiny")
     by_path = vqtok.load(ROOT / "checkpoints" / "tiny")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from video_files import random_frames, write_test_video
+from video_files import broken_files, random_frames, write_test_video
 
 from vqtok.errors import ConfigError
 from vqtok.training.data import ProceduralVideos, VideoDataModule, collate_mixed
@@ -63,6 +63,14 @@ def test_video_folder_segments_crops_and_skips_broken_files(video_dir):
     evaluation = VideoFolder(str(video_dir), num_frames=5, image_size=16, segment_seconds=1.0, train=False)
     assert torch.equal(evaluation[2], evaluation[2])  # deterministic
     assert evaluation[4].shape == (3, 5, 16, 16)  # the short video: its last frame held past the end
+
+
+def test_every_kind_of_broken_file_is_skipped_and_counted(video_dir):
+    broken = broken_files(video_dir / "broken")  # corrupt, truncated, empty, audio-only, zero frames (+2 paths)
+    files = sorted(video_dir.glob("*.m*")) + [path for path, _ in broken.values()]
+    data = VideoFolder(str(video_dir), num_frames=5, image_size=16, segment_seconds=1.0, files=files)
+    assert data.num_failed_probe == len(broken) + 1  # and broken.mp4 of the fixture
+    assert len(data.videos) == 2
 
 
 def test_a_file_that_fails_while_training_is_skipped_and_counted(video_dir):

@@ -1,14 +1,13 @@
 """Video files through PyAV: containers and codecs, rotation, variable frame rate, odd sizes, broken files, MP4
 output that browsers play; and the tokenizer and CLI on video files."""
 
-import re
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import torch
-from video_files import flat_frames, random_frames, write_audio_only, write_test_video
+from video_files import broken_files, flat_frames, random_frames, write_test_video
 
 import vqtok
 from vqtok.cli.main import main
@@ -62,34 +61,6 @@ def test_variable_frame_rate_is_sampled_by_timestamps(tmp_path):
     assert [int(f[0, 0, 0]) // 20 for f in clip] == [0, 1, 1, 3, 3, 3, 4, 5, 5]
     later = sample_clip(path, 0.12, 3, fps=100.0)  # 120, 130, 140 ms
     assert [int(f[0, 0, 0]) // 20 for f in later] == [2, 3, 3]
-
-
-def write_headers_only_h264(path: Path) -> Path:
-    """An H.264 stream with its parameter sets and no picture: it opens, and has zero frames."""
-    raw = write_test_video(path.with_suffix(".tmp.h264"), random_frames(2), codec="libx264").read_bytes()
-    first_slice = next(m.start() for m in re.finditer(b"\x00\x00\x01", raw) if raw[m.start() + 3] & 0x1F in (1, 5))
-    path.write_bytes(raw[: first_slice - (raw[first_slice - 1] == 0)])
-    return path
-
-
-def broken_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
-    """Each kind of unreadable video, with words its error message must hold."""
-    tmp_path.mkdir(exist_ok=True)
-    good = write_test_video(tmp_path / "good.mp4", random_frames(20, 32, 32), codec="libx264").read_bytes()
-    files = {
-        "corrupt": (b"\x00\x01garbage" * 300, "not a readable video"),
-        "truncated": (good[: len(good) // 2], "not a readable video"),  # moov at the end: the index is lost
-        "empty": (b"", "empty"),
-    }
-    out = {}
-    for kind, (data, words) in files.items():
-        (tmp_path / f"{kind}.mp4").write_bytes(data)
-        out[kind] = (tmp_path / f"{kind}.mp4", words)
-    out["audio_only"] = (write_audio_only(tmp_path / "audio_only.mp4"), "no video stream")
-    out["zero_frames"] = (write_headers_only_h264(tmp_path / "zero_frames.h264"), "decoding failed")
-    out["missing"] = (tmp_path / "missing.mp4", "does not exist")
-    out["directory"] = (tmp_path, "not a file")
-    return out
 
 
 def test_broken_files_give_clear_errors_from_io_and_api(tmp_path):

@@ -1,5 +1,6 @@
 """Write small real video files with PyAV for tests (not a test module)."""
 
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -68,3 +69,31 @@ def write_audio_only(path: Path, seconds: float = 0.5) -> Path:
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def write_headers_only_h264(path: Path) -> Path:
+    """An H.264 stream with its parameter sets and no picture: it opens, and has zero frames."""
+    raw = write_test_video(path.with_suffix(".tmp.h264"), random_frames(2), codec="libx264").read_bytes()
+    first_slice = next(m.start() for m in re.finditer(b"\x00\x00\x01", raw) if raw[m.start() + 3] & 0x1F in (1, 5))
+    path.write_bytes(raw[: first_slice - (raw[first_slice - 1] == 0)])
+    return path
+
+
+def broken_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Each kind of unreadable video, with words its error message must hold."""
+    tmp_path.mkdir(exist_ok=True)
+    good = write_test_video(tmp_path / "good.mp4", random_frames(20, 32, 32), codec="libx264").read_bytes()
+    files = {
+        "corrupt": (b"\x00\x01garbage" * 300, "not a readable video"),
+        "truncated": (good[: len(good) // 2], "not a readable video"),  # moov at the end: the index is lost
+        "empty": (b"", "empty"),
+    }
+    out = {}
+    for kind, (data, words) in files.items():
+        (tmp_path / f"{kind}.mp4").write_bytes(data)
+        out[kind] = (tmp_path / f"{kind}.mp4", words)
+    out["audio_only"] = (write_audio_only(tmp_path / "audio_only.mp4"), "no video stream")
+    out["zero_frames"] = (write_headers_only_h264(tmp_path / "zero_frames.h264"), "decoding failed")
+    out["missing"] = (tmp_path / "missing.mp4", "does not exist")
+    out["directory"] = (tmp_path, "not a file")
+    return out
