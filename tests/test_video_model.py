@@ -111,6 +111,12 @@ def test_chunked_coding_equals_whole_clip_coding(video_model, tmp_path):
     pieces = list(chunked.decode_chunks(ids, size=(27, 32, 32)))
     assert [p.shape[2] for p in pieces] == [5, 4, 4, 4, 4, 4, 2]
     assert torch.allclose(torch.cat(pieces, dim=2), y[:, :, :27], atol=1e-4)
+    stream = chunked.decode_chunks(ids)
+    next(stream)
+    with pytest.raises(RuntimeError, match="already streaming"):  # two interleaved streams would mix state
+        next(chunked.decode_chunks(ids))
+    stream.close()
+    assert torch.allclose(torch.cat(list(chunked.decode_chunks(ids)), dim=2), y, atol=1e-4)  # usable again
 
 
 def test_streamed_encoder_latents_match_the_whole_clip(video_model):

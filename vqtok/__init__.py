@@ -1,9 +1,11 @@
-"""vqtok: VQ-VAE tokenizers that turn images into grids of discrete token ids and back.
+"""vqtok: VQ-VAE tokenizers that turn images and videos into grids of discrete token ids and back.
 
 >>> import vqtok
 >>> tok = vqtok.load("checkpoints/tiny")
 >>> ids = tok.encode(x)   # (B, 3, H, W) in [-1, 1] -> (B, H/f, W/f) int64
 >>> y = tok.decode(ids)   # -> (B, 3, H, W) in [-1, 1]
+>>> vid = vqtok.load("checkpoints/video_tiny")
+>>> ids = vid.encode(v)   # (B, 3, T, H, W) in [-1, 1] -> (B, 1 + (T-1)/4, H/8, W/8) int64
 """
 
 from vqtok import inputs, metrics

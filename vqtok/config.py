@@ -192,16 +192,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Causal video tokenizers: 1 + 4k frames of H x W -> (1 + k) x H/f x W/f ids; a 1-frame video is an image.
     "video_4x8x8": dict(name="video_4x8x8", channel_mults=[1, 1, 2, 4], video=True, temporal_downsample=4),
     "video_4x16x16": dict(name="video_4x16x16", channel_mults=[1, 1, 2, 2, 4], video=True, temporal_downsample=4),
-    # A CPU smoke model with the tiny image preset's layout, so it can be inflated from an image "tiny" export.
-    "video_tiny": dict(
-        name="video_tiny",
-        base_channels=32,
-        channel_mults=[1, 2, 2, 2],
-        num_res_blocks=1,
-        z_channels=64,
-        norm_groups=8,
-        num_codes=512,
-        video=True,
-        temporal_downsample=4,
-    ),
 }
+# A CPU smoke model with the tiny image preset's layout, so it can be inflated from an image "tiny" export.
+PRESETS["video_tiny"] = {**PRESETS["tiny"], "name": "video_tiny", "video": True, "temporal_downsample": 4}

@@ -52,7 +52,7 @@ def video_batch(x: VideoInput, channels: int = 3) -> Tensor:
     if isinstance(x, Tensor):
         return _check_float_batch(x, channels, video=True)
     if isinstance(x, np.ndarray):
-        return _from_uint8_video(x)
+        return _from_uint8_array(x, video=True)
     if isinstance(x, (list, tuple)):
         return _stack([video_batch(item, channels) for item in x], what="videos", dims=3)
     raise InputTypeError(
@@ -84,31 +84,20 @@ def _check_float_batch(x: Tensor, channels: int, video: bool = False) -> Tensor:
     return x.clamp(-1, 1)
 
 
-def _from_uint8_video(a: np.ndarray) -> Tensor:
+def _from_uint8_array(a: np.ndarray, video: bool = False) -> Tensor:
+    """uint8 (B, [T,] H, W, 3) or one item without B -> float32 (B, 3, [T,] H, W) in [-1, 1]."""
+    what, layouts = ("video", "(T, H, W, 3) or (B, T, H, W, 3)") if video else ("image", "(H, W, 3) or (B, H, W, 3)")
+    ndim = 5 if video else 4
     if a.dtype != np.uint8:
         raise InputError(
-            f"video arrays must be uint8 (T, H, W, 3) or (B, T, H, W, 3), got dtype {a.dtype}; "
-            "for float pixels pass a torch tensor (B, 3, T, H, W) in [-1, 1]"
+            f"{what} arrays must be uint8 {layouts}, got dtype {a.dtype}; "
+            f"for float pixels pass a torch tensor {'(B, 3, T, H, W)' if video else '(B, 3, H, W)'} in [-1, 1]"
         )
-    if a.ndim == 4:
+    if a.ndim == ndim - 1:
         a = a[None]
-    if a.ndim != 5 or a.shape[-1] != 3 or 0 in a.shape:
-        raise InputError(f"video arrays must have shape (T, H, W, 3) or (B, T, H, W, 3), got {a.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 4, 1, 2, 3)  # (B, 3, T, H, W) uint8
-    return x.float() / 127.5 - 1.0
-
-
-def _from_uint8_array(a: np.ndarray) -> Tensor:
-    if a.dtype != np.uint8:
-        raise InputError(
-            f"image arrays must be uint8 (H, W, 3) or (B, H, W, 3), got dtype {a.dtype}; "
-            "for float pixels pass a torch tensor (B, 3, H, W) in [-1, 1]"
-        )
-    if a.ndim == 3:
-        a = a[None]
-    if a.ndim != 4 or a.shape[-1] != 3 or 0 in a.shape:
-        raise InputError(f"image arrays must have shape (H, W, 3) or (B, H, W, 3), got {a.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2)  # (B, 3, H, W) uint8
+    if a.ndim != ndim or a.shape[-1] != 3 or 0 in a.shape:
+        raise InputError(f"{what} arrays must have shape {layouts}, got {a.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(a)).movedim(-1, 1)  # (B, 3, [T,] H, W) uint8
     return x.float() / 127.5 - 1.0
 
 

@@ -112,7 +112,8 @@ class Tokenizer:
                 )
             if isinstance(x, (str, os.PathLike)):
                 return self.encode_video_file(x).ids
-            return self._encode_chunks(frame_chunks([video_batch(x, 3)], self.chunk_frames, self.temporal_downsample))
+            frames = video_batch(x, self.config.in_channels)  # (B, C, T, H, W)
+            return self._encode_chunks(frame_chunks([frames], self.chunk_frames, self.temporal_downsample))
         x = image_batch(x, self.config.in_channels).to(self.device)
         x = _pad_to_multiple(x, self.downsample).to(self.dtype)
         if self.is_video:

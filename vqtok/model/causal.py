@@ -123,6 +123,8 @@ class Upsample3d(nn.Module):
 def streaming(module: nn.Module) -> Iterator[None]:
     """Within the block, calls of ``module`` continue one stream of frames (see the module docstring)."""
     parts = [m for m in module.modules() if isinstance(m, (CausalConv3d, Upsample3d))]
+    if any(m.streaming for m in parts):  # a second stream would silently mix its state into the first
+        raise RuntimeError("this model is already streaming a video; finish (or close) that stream first")
     for m in parts:
         m.start_stream()
     try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
@@ -13,14 +15,63 @@ from vqtok.io.images import list_images
 from vqtok.training.data.folder import ImageFolder, collate_images, split_files
 from vqtok.training.data.procedural import ProceduralImages
 
-__all__ = ["ImageDataModule"]
+__all__ = ["ImageDataModule", "SplitDataModule"]
 
 logger = logging.getLogger(__name__)
 
 _TRAIN_STREAM, _VAL_STREAM = 0, 1  # ProceduralImages sub-streams: validation never repeats a training image
 
 
-class ImageDataModule(L.LightningDataModule):
+class SplitDataModule(L.LightningDataModule):
+    """The loaders shared by the tokenizer data modules: ``setup`` builds ``train_set`` and ``val_set``; test and
+    predict use the validation set; batches are made by the subclass's ``collate``."""
+
+    collate: Callable[[list[Any]], dict[str, Any]]
+
+    def __init__(self, batch_size: int, num_workers: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled batches; the last incomplete batch is dropped."""
+        return self._loader(self._dataset("train_set"), shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches, in a fixed order."""
+        return self._loader(self._dataset("val_set"), shuffle=False, drop_last=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """The validation batches (there is no separate test split)."""
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        """The validation batches."""
+        return self.val_dataloader()
+
+    def _dataset(self, name: str) -> Dataset:
+        dataset = getattr(self, name)
+        if dataset is None:
+            self.setup()
+            dataset = getattr(self, name)
+        return dataset
+
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=False,
+            collate_fn=self.collate,
+        )
+
+
+class ImageDataModule(SplitDataModule):
     """Square image crops in [-1, 1] for training and validating a tokenizer.
 
     With ``root`` set, images come from that directory (recursively); a deterministic ``val_fraction`` of the
@@ -49,6 +100,8 @@ class ImageDataModule(L.LightningDataModule):
         ConfigError: an argument is out of range, or ``root`` is not an existing directory.
     """
 
+    collate = staticmethod(collate_images)
+
     def __init__(
         self,
         root: str | None = None,
@@ -60,19 +113,15 @@ class ImageDataModule(L.LightningDataModule):
         val_samples: int = 64,
         val_fraction: float = 0.01,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         _check_arguments(root, image_size, batch_size, num_workers, seed, train_samples, val_samples, val_fraction)
         self.save_hyperparameters()
         self.root = root
         self.image_size = image_size
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.seed = seed
         self.train_samples = train_samples
         self.val_samples = val_samples
         self.val_fraction = val_fraction
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         """Build the training and validation data sets (once; later calls do nothing).
@@ -107,41 +156,6 @@ class ImageDataModule(L.LightningDataModule):
                 f"({self.batch_size}), so no full training batch can be formed: lower data.batch_size"
             )
         return train_files, val_files
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled batches; the last incomplete batch is dropped."""
-        return self._loader(self._dataset("train_set"), shuffle=True, drop_last=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches, in a fixed order."""
-        return self._loader(self._dataset("val_set"), shuffle=False, drop_last=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """The validation batches (there is no separate test split)."""
-        return self.val_dataloader()
-
-    def predict_dataloader(self) -> DataLoader:
-        """The validation batches."""
-        return self.val_dataloader()
-
-    def _dataset(self, name: str) -> Dataset:
-        dataset = getattr(self, name)
-        if dataset is None:
-            self.setup()
-            dataset = getattr(self, name)
-        return dataset
-
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=False,
-            collate_fn=collate_images,
-        )
 
 
 def _check_arguments(

@@ -7,12 +7,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from vqtok.errors import ConfigError
-from vqtok.training.data.datamodule import ImageDataModule
+from vqtok.training.data.datamodule import ImageDataModule, SplitDataModule
 from vqtok.training.data.procedural_video import ProceduralVideos
 
 __all__ = ["MixedClips", "VideoDataModule", "collate_mixed"]
@@ -58,7 +57,7 @@ def collate_mixed(items: list[dict[str, torch.Tensor | None]]) -> dict[str, Any]
     return batch
 
 
-class VideoDataModule(L.LightningDataModule):
+class VideoDataModule(SplitDataModule):
     """Clips (3, T, S, S) in [-1, 1] for training and validating a video tokenizer, mixed with still images.
 
     With ``root`` set, clips come from the videos under it (recursively; see
@@ -88,6 +87,8 @@ class VideoDataModule(L.LightningDataModule):
         val_fraction: share of the files in ``root`` held out for validation.
     """
 
+    collate = staticmethod(collate_mixed)
+
     def __init__(
         self,
         root: str | None = None,
@@ -104,14 +105,12 @@ class VideoDataModule(L.LightningDataModule):
         val_samples: int = 16,
         val_fraction: float = 0.05,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         _check_arguments(root, num_frames, fps, frame_stride, segment_seconds, images)
         self.save_hyperparameters()
         self.root = root
         self.num_frames = num_frames
         self.image_size = image_size
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.seed = seed
         self.clip_options = dict(fps=fps, frame_stride=frame_stride, segment_seconds=segment_seconds)
         self.train_samples = train_samples
@@ -131,8 +130,6 @@ class VideoDataModule(L.LightningDataModule):
                 val_samples=val_samples,
                 val_fraction=val_fraction,
             )
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         """Build the training and validation data sets (once; later calls do nothing)."""
@@ -171,38 +168,6 @@ class VideoDataModule(L.LightningDataModule):
         if failed:
             logger.warning("data.root %s: %d unreadable video file(s) skipped (named above)", self.root, failed)
         return train, val
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled batches; the last incomplete batch is dropped."""
-        return self._loader(self._dataset("train_set"), shuffle=True, drop_last=True)
-
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches, in a fixed order."""
-        return self._loader(self._dataset("val_set"), shuffle=False, drop_last=False)
-
-    def test_dataloader(self) -> DataLoader:
-        """The validation batches (there is no separate test split)."""
-        return self.val_dataloader()
-
-    def predict_dataloader(self) -> DataLoader:
-        """The validation batches."""
-        return self.val_dataloader()
-
-    def _dataset(self, name: str) -> Dataset:
-        if getattr(self, name) is None:
-            self.setup()
-        return getattr(self, name)
-
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate_mixed,
-        )
 
 
 def _check_arguments(
