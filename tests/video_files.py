@@ -1,4 +1,4 @@
-"""Write small real video files with PyAV for tests (not a test module)."""
+"""Write small real video files with PyAV for tests (a helper module, not a test module)."""
 
 import re
 from fractions import Fraction
@@ -7,10 +7,28 @@ from pathlib import Path
 import av
 import numpy as np
 
+# Codec -> (pixel format, encoder options) used when the caller gives none. libx264rgb at crf 0 is lossless.
+_DEFAULTS: dict[str, tuple[str, dict[str, str]]] = {
+    "libx264rgb": ("rgb24", {"crf": "0", "preset": "ultrafast"}),
+    "libx264": ("yuv420p", {}),  # encoder defaults: B-frames, so decode order != display order
+    "libvpx-vp9": ("yuv420p", {"deadline": "realtime", "cpu-used": "8", "crf": "10", "b": "0"}),
+    "ffv1": ("bgr0", {}),
+}
+
 
 def flat_frames(colours: list[tuple[int, int, int]], height: int = 16, width: int = 24) -> np.ndarray:
     """Frames of one flat colour each, uint8 (T, H, W, 3): which source frame was picked is easy to tell."""
     return np.stack([np.full((height, width, 3), c, np.uint8) for c in colours])
+
+
+def grey_frames(num_frames: int, height: int = 16, width: int = 24, step: int = 4) -> np.ndarray:
+    """Flat grey frames, frame i at level i * step (i < 64 for step 4): a frame's index survives lossy coding."""
+    return flat_frames([(step * i,) * 3 for i in range(num_frames)], height, width)
+
+
+def frame_index(frame: np.ndarray, step: int = 4) -> int:
+    """Which of :func:`grey_frames` a decoded uint8 frame (H, W, 3) is."""
+    return round(float(frame.mean()) / step)
 
 
 def random_frames(num_frames: int, height: int = 16, width: int = 24, seed: int = 0) -> np.ndarray:
@@ -26,29 +44,41 @@ def write_test_video(
     fps: float = 10.0,
     codec: str = "libx264rgb",
     pix_fmt: str | None = None,
+    container_format: str | None = None,
     rotation: int | None = None,
     pts: list[int] | None = None,
     options: dict[str, str] | None = None,
     container_options: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write uint8 (T, H, W, 3) frames. ``pts`` in milliseconds gives a variable frame rate; ``rotation`` sets the
-    display matrix (counter-clockwise degrees). libx264rgb with crf 0 (the default options) is lossless."""
-    defaults = {"libx264rgb": ("rgb24", {"crf": "0", "preset": "ultrafast"}), "libx264": ("yuv420p", {})}
-    default_fmt, default_options = defaults.get(codec, ("yuv420p", {}))
-    with av.open(str(path), "w", options=container_options or {}) as container:
+    """Write uint8 (T, H, W, 3) RGB frames to ``path`` and return it.
+
+    Args:
+        codec: FFmpeg encoder; libx264rgb (default, lossless with its default options), libx264, libvpx-vp9, ffv1.
+        pix_fmt: the encoder's pixel format; a default per codec (yuv420p needs even sizes).
+        container_format: muxer name, else chosen from the suffix.
+        rotation: display-matrix rotation, counter-clockwise degrees (what phones record).
+        pts: presentation times in milliseconds, one per frame: a variable frame rate.
+        options: encoder options (replace the codec's defaults; ``{}`` for the encoder's own defaults).
+        container_options: muxer options, e.g. ``{"movflags": "+faststart"}``.
+        metadata: stream metadata tags, e.g. ``{"rotate": "90"}``.
+    """
+    default_fmt, default_options = _DEFAULTS.get(codec, ("yuv420p", {}))
+    with av.open(str(path), "w", format=container_format, options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = pix_fmt or default_fmt
         stream.options = options if options is not None else default_options
+        stream.metadata.update(metadata or {})
         if pts is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
         if rotation is not None:
             stream.set_display_rotation(rotation)
         for i, frame in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
             if pts is not None:
-                vf.pts, vf.time_base = pts[i], Fraction(1, 1000)
-            for packet in stream.encode(vf):
+                picture.pts, picture.time_base = pts[i], Fraction(1, 1000)
+            for packet in stream.encode(picture):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -72,28 +102,68 @@ def write_audio_only(path: Path, seconds: float = 0.5) -> Path:
 
 
 def write_headers_only_h264(path: Path) -> Path:
-    """An H.264 stream with its parameter sets and no picture: it opens, and has zero frames."""
+    """A raw H.264 stream with its parameter sets and no picture: it opens, and no frame decodes."""
     raw = write_test_video(path.with_suffix(".tmp.h264"), random_frames(2), codec="libx264").read_bytes()
+    path.with_suffix(".tmp.h264").unlink()
     first_slice = next(m.start() for m in re.finditer(b"\x00\x00\x01", raw) if raw[m.start() + 3] & 0x1F in (1, 5))
     path.write_bytes(raw[: first_slice - (raw[first_slice - 1] == 0)])
     return path
 
 
+def write_no_packets_mkv(path: Path) -> Path:
+    """A Matroska file with a video stream header and not a single packet."""
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        container.start_encoding()
+    return path
+
+
+def write_truncated_mp4(path: Path, faststart: bool, num_frames: int = 20) -> Path:
+    """An H.264 MP4 cut at half its length. With faststart (index first) it opens and its first frames decode,
+    then decoding fails; without, the index at the end is lost and it does not open."""
+    options = {"movflags": "+faststart"} if faststart else None
+    full = write_test_video(path.with_name(f"full-{path.name}"), random_frames(num_frames, 32, 32), codec="libx264",
+                            container_options=options)  # fmt: skip
+    data = full.read_bytes()
+    full.unlink()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def write_growing_h264(path: Path, small: int = 2, large: int = 10) -> Path:
+    """A raw H.264 stream whose frames grow from 32x32 to 64x64 after ``small`` frames (two streams back to back):
+    it probes fine, and fails part-way when the frame size matters (a clip spanning the change, a pixel limit)."""
+    parts = []
+    for i, (count, size) in enumerate(((small, 32), (large, 64))):
+        part = write_test_video(
+            path.with_name(f"part{i}-{path.name}"), random_frames(count, size, size), codec="libx264"
+        )
+        parts.append(part.read_bytes())
+        part.unlink()
+    path.write_bytes(b"".join(parts))
+    return path
+
+
 def broken_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
-    """Each kind of unreadable video, with words its error message must hold."""
+    """Each kind of video file that cannot even be probed, with words its error message must hold.
+
+    (:func:`write_growing_h264` makes one that probes fine and fails later.)"""
     tmp_path.mkdir(exist_ok=True)
-    good = write_test_video(tmp_path / "good.mp4", random_frames(20, 32, 32), codec="libx264").read_bytes()
-    files = {
-        "corrupt": (b"\x00\x01garbage" * 300, "not a readable video"),
-        "truncated": (good[: len(good) // 2], "not a readable video"),  # moov at the end: the index is lost
-        "empty": (b"", "empty"),
-    }
-    out = {}
-    for kind, (data, words) in files.items():
-        (tmp_path / f"{kind}.mp4").write_bytes(data)
-        out[kind] = (tmp_path / f"{kind}.mp4", words)
-    out["audio_only"] = (write_audio_only(tmp_path / "audio_only.mp4"), "no video stream")
-    out["zero_frames"] = (write_headers_only_h264(tmp_path / "zero_frames.h264"), "decoding failed")
-    out["missing"] = (tmp_path / "missing.mp4", "does not exist")
-    out["directory"] = (tmp_path, "not a file")
-    return out
+    cases: dict[str, tuple[Path, str]] = {}
+    (tmp_path / "corrupt.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes())
+    cases["corrupt"] = (tmp_path / "corrupt.mp4", "not a video file")
+    cases["truncated"] = (write_truncated_mp4(tmp_path / "truncated.mp4", faststart=False), "truncated")
+    cases["truncated_faststart"] = (write_truncated_mp4(tmp_path / "cut_fast.mp4", faststart=True), "truncated")
+    avi = write_test_video(tmp_path / "full.avi", random_frames(20, 32, 32), codec="libx264")
+    (tmp_path / "truncated.avi").write_bytes(avi.read_bytes()[: avi.stat().st_size * 3 // 4])
+    avi.unlink()
+    cases["truncated_avi"] = (tmp_path / "truncated.avi", "truncated")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    cases["empty"] = (tmp_path / "empty.mp4", "empty")
+    cases["audio_only"] = (write_audio_only(tmp_path / "audio_only.mp4"), "no video stream")
+    cases["zero_frames"] = (write_headers_only_h264(tmp_path / "zero_frames.h264"), "no frame could be decoded")
+    cases["no_packets"] = (write_no_packets_mkv(tmp_path / "no_packets.mkv"), "ends before any video data")
+    cases["missing"] = (tmp_path / "missing.mp4", "does not exist")
+    cases["directory"] = (tmp_path, "not a file")
+    return cases
