@@ -8,7 +8,8 @@ import torch
 from video_files import grey_frames, random_frames, write_growing_h264, write_test_video
 
 from vqtok.errors import ConfigError, FileFormatError
-from vqtok.training.data.video_folder import VideoFolder, collate_videos
+from vqtok.training.data.video_datamodule import collate_mixed
+from vqtok.training.data.video_folder import VideoFolder
 
 
 def clip_indices(clip: torch.Tensor, step: int = 4) -> list[int]:
@@ -98,9 +99,9 @@ def test_a_file_that_fails_while_decoding_gives_none_and_collate_counts_it(tmp_p
     with caplog.at_level(logging.WARNING):
         assert data[index] is None
     assert "grow.h264" in caplog.text and "frame size changes" in caplog.text
-    batch = collate_videos([data[i] for i in range(len(data))])
+    batch = collate_mixed([{"video": data[i]} for i in range(len(data))])
     assert batch["num_failed"] == 1 and batch["videos"].shape == (5, 3, 5, 16, 16)
-    nothing = collate_videos([None, None])
+    nothing = collate_mixed([{"video": None}, {"video": None}])
     assert nothing["videos"].numel() == 0 and nothing["num_failed"] == 2
 
 

@@ -10,7 +10,7 @@ import numpy as np
 # Codec -> (pixel format, encoder options) used when the caller gives none. libx264rgb at crf 0 is lossless.
 _DEFAULTS: dict[str, tuple[str, dict[str, str]]] = {
     "libx264rgb": ("rgb24", {"crf": "0", "preset": "ultrafast"}),
-    "libx264": ("yuv420p", {}),  # encoder defaults: B-frames, so decode order != display order
+    "libx264": ("yuv420p", {"threads": "1"}),  # B-frames; one thread: the same bytes every run
     "libvpx-vp9": ("yuv420p", {"deadline": "realtime", "cpu-used": "8", "crf": "10", "b": "0"}),
     "ffv1": ("bgr0", {}),
 }

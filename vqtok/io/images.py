@@ -21,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vqtok.errors import FileFormatError, InputError
 from vqtok.io.atomic import atomic_file
+from vqtok.io.listing import list_files
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -307,25 +308,4 @@ def list_images(root: str | os.PathLike[str]) -> list[Path]:
     Raises:
         FileFormatError: ``root`` does not exist or is not a directory.
     """
-    root = Path(root)
-    if not root.exists():
-        raise FileFormatError(f"cannot list images in {str(root)!r}: the directory does not exist")
-    if not root.is_dir():
-        raise FileFormatError(f"cannot list images in {str(root)!r}: it is not a directory")
-    extensions = image_extensions()
-    seen = {os.path.realpath(root)}
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        kept = []
-        for name in sorted(dirnames):
-            real = os.path.realpath(os.path.join(dirpath, name))
-            if not name.startswith(".") and real not in seen:
-                seen.add(real)
-                kept.append(name)
-        dirnames[:] = kept  # prune in place: os.walk descends only into these
-        found.extend(
-            Path(dirpath, name)
-            for name in filenames
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions
-        )
-    return sorted(found)
+    return list_files(root, image_extensions(), "images")

@@ -26,6 +26,7 @@ from av.video.reformatter import ColorRange, Colorspace
 
 from vqtok.errors import FileFormatError, InputError
 from vqtok.io.atomic import atomic_file
+from vqtok.io.listing import list_files
 
 __all__ = [
     "DEFAULT_MAX_FRAME_PIXELS",
@@ -100,23 +101,7 @@ def list_videos(root: str | os.PathLike[str]) -> list[Path]:
     Raises:
         FileFormatError: ``root`` does not exist or is not a directory.
     """
-    root = Path(root)
-    if not root.exists():
-        raise FileFormatError(f"cannot list videos in {str(root)!r}: the directory does not exist")
-    if not root.is_dir():
-        raise FileFormatError(f"cannot list videos in {str(root)!r}: it is not a directory")
-    seen = {os.path.realpath(root)}
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        kept = []
-        for name in sorted(dirnames):
-            real = os.path.realpath(os.path.join(dirpath, name))
-            if not name.startswith(".") and real not in seen:
-                seen.add(real)
-                kept.append(name)
-        dirnames[:] = kept  # prune in place: os.walk descends only into these
-        found.extend(Path(dirpath, name) for name in filenames if not name.startswith(".") and is_video_file(name))
-    return sorted(found)
+    return list_files(root, VIDEO_EXTENSIONS, "videos")
 
 
 def _error(path: Path, problem: str) -> FileFormatError:

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from vqtok.errors import ConfigError, FileFormatError
 from vqtok.io.video import VideoInfo, list_videos, probe_video, sample_clip
 
-__all__ = ["VideoFolder", "collate_videos"]
+__all__ = ["VideoFolder"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ class VideoFolder(Dataset):
     S x S crop and a horizontal flip with probability 1/2, the same for every frame of the clip. Randomness comes
     from torch's global generator (``seed_everything(workers=True)`` makes it reproducible). Evaluation: the
     segment's start (clamped the same way), shorter side S, centre crop; deterministic. A file that fails to
-    decode gives ``None`` and a warning; :func:`collate_videos` drops and counts it.
+    decode gives ``None`` and a warning; :func:`~vqtok.training.data.video_datamodule.collate_mixed` drops
+    and counts it.
 
     Args:
         root: directory searched recursively for videos (see :func:`~vqtok.io.video.list_videos`).
@@ -143,21 +144,3 @@ class VideoFolder(Dataset):
         if flip:
             out = out.flip(-1)
         return (out * 2.0 - 1.0).transpose(0, 1).contiguous()  # (3, T, S, S)
-
-
-def collate_videos(items: list[torch.Tensor | None]) -> dict[str, torch.Tensor | int]:
-    """Batch the clips of a data set that returns ``None`` for unreadable files.
-
-    Args:
-        items: float tensors of one shape (3, T, S, S), or ``None`` for items that failed.
-
-    Returns:
-        ``{"videos": Tensor[B, 3, T, S, S], "num_failed": int}`` where B is the number of non-``None`` items.
-        When every item failed the shape is unknown, so ``videos`` is ``torch.empty(0)`` (numel 0, 1-d) and
-        ``num_failed == len(items)``: check ``batch["videos"].numel() == 0`` and skip such a batch.
-    """
-    videos = [item for item in items if item is not None]
-    num_failed = len(items) - len(videos)
-    if not videos:
-        return {"videos": torch.empty(0), "num_failed": num_failed}
-    return {"videos": torch.stack(videos), "num_failed": num_failed}
