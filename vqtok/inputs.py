@@ -97,7 +97,7 @@ def _from_uint8_array(a: np.ndarray, video: bool = False) -> Tensor:
         a = a[None]
     if a.ndim != ndim or a.shape[-1] != 3 or 0 in a.shape:
         raise InputError(f"{what} arrays must have shape {layouts}, got {a.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(a)).movedim(-1, 1)  # (B, 3, [T,] H, W) uint8
+    x = torch.tensor(a).movedim(-1, 1)  # (B, 3, [T,] H, W) uint8; a copy, so read-only arrays are fine
     return x.float() / 127.5 - 1.0
 
 

@@ -1,0 +1,126 @@
+"""The Decode tab: a token file (from this app or ``vqtok encode``) in, its images and videos out. The model is the
+one whose fingerprint the file carries; a file from a model the app does not have, or a malformed file, gets a
+message that says so."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+import vqtok
+from app.figures import to_uint8
+from app.limits import Limits
+from app.models import ModelRegistry
+from app.uploads import safe_stem, user_error
+from app.workspace import Workspace, as_outputs
+from vqtok.errors import VqtokError
+from vqtok.io.images import save_image
+from vqtok.token_file import TokenItem, load_tokens
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """Field order = the event's outputs."""
+
+    images: list[tuple[Path, str]]  # decoded PNGs with captions
+    video: Path | None  # the first decoded video (MP4), to play
+    files: list[Path]  # every decoded PNG and MP4, to download
+    summary: str  # Markdown: which model, what was decoded
+
+    def outputs(self) -> tuple:
+        return as_outputs(self)
+
+
+def decode_token_file(
+    path: str | None, models: ModelRegistry, limits: Limits, workspace: Workspace, progress: gr.Progress
+) -> DecodeResult:
+    if not path:
+        raise gr.Error("Upload a token file (.safetensors) first.", print_exception=False)
+    try:
+        meta, items = load_tokens(path)
+    except VqtokError as e:
+        raise user_error(e, path, "token file") from None
+    name = models.by_fingerprint(meta.get("model_fingerprint", ""))
+    if name is None:
+        raise gr.Error(
+            f"This token file was made by the model {meta.get('model')!r} (fingerprint "
+            f"{meta.get('model_fingerprint')}), which this app does not have; its models are "
+            f"{', '.join(models.names())}. Decode it with the model that encoded it.",
+            print_exception=False,
+        )
+    _check_limits(items, limits)
+    tok = models.get(name)
+    out = workspace.new_dir()
+    images, videos = [], []
+    try:
+        for i, item in enumerate(progress.tqdm(items, desc="Decoding")):
+            target = out / f"{i:02d}_{safe_stem(item.source, 'item')}"
+            if item.ids.ndim == 3:
+                videos.append(_decode_video(tok, item, target.with_suffix(".mp4")))
+            else:
+                y = to_uint8(tok.decode(item.ids[None], size=item.size)[0])  # (H, W, 3)
+                save_image(target.with_suffix(".png"), y)
+                images.append((target.with_suffix(".png"), item.source))
+    except VqtokError as e:  # ids outside the codebook, a size that does not fit the grid, ...
+        raise user_error(e, path, "token file") from None
+    summary = (
+        f"Decoded {len(images)} image(s) and {len(videos)} video(s) with the model **{name}** "
+        f"(the file names {meta.get('model')!r}, fingerprint {meta.get('model_fingerprint')})."
+    )
+    return DecodeResult(images, videos[0] if videos else None, [p for p, _ in images] + videos, summary)
+
+
+def _check_limits(items: list[TokenItem], limits: Limits) -> None:
+    if len(items) > limits.max_decode_items:
+        raise gr.Error(
+            f"This token file holds {len(items)} items; this app decodes at most {limits.max_decode_items} per file. "
+            "Use `vqtok decode` for large files.",
+            print_exception=False,
+        )
+    for item in items:
+        pixels = math.prod(item.size)
+        limit = limits.max_decode_video_pixels if len(item.size) == 3 else limits.max_decode_pixels
+        if pixels > limit:
+            raise gr.Error(
+                f"{item.source!r} decodes to {' x '.join(map(str, item.size))} = {pixels:,} pixels, more than this "
+                f"app's limit of {limit:,}. Use `vqtok decode` for large files.",
+                print_exception=False,
+            )
+
+
+def _decode_video(tok: vqtok.Tokenizer, item: TokenItem, path: Path) -> Path:
+    """Decode a video item piece by piece straight into an MP4."""
+    from vqtok.io.video import write_video
+
+    frames = (frame for piece in tok.decode_chunks(item.ids[None], size=item.size) for frame in to_uint8(piece[0]))
+    write_video(path, frames, fps=item.fps or 24.0, preset="veryfast")
+    return path
+
+
+def build_decode_tab(models: ModelRegistry, limits: Limits, workspace: Workspace) -> None:
+    """Lay out the tab inside the current ``gr.Blocks`` and wire its event (API name ``/decode_tokens``)."""
+    gr.Markdown(
+        "Upload a token file written by this app or by `vqtok encode`. It is decoded with the model that made it "
+        f"(found by the fingerprint in its metadata), at most {limits.max_decode_items} items per file."
+    )
+    with gr.Row():
+        upload = gr.File(label="Token file", file_types=[".safetensors"], type="filepath")
+        summary = gr.Markdown()
+    with gr.Row():
+        images = gr.Gallery(label="Decoded images", format="png", columns=4, height=360)
+        video = gr.Video(label="Decoded video (first)", interactive=False)
+    files = gr.File(label="Decoded files", file_count="multiple", interactive=False)
+
+    def run_decode(path: str | None, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008 - injected by Gradio
+        return decode_token_file(path, models, limits, workspace, progress).outputs()
+
+    upload.upload(
+        run_decode,
+        inputs=upload,
+        outputs=[images, video, files, summary],
+        api_name="decode_tokens",
+        concurrency_id="model",
+    )

@@ -1,0 +1,112 @@
+"""The exported tokenizers the app offers: found in model folders or named on the command line, loaded on first
+use and kept, and looked up by name or by the fingerprint a token file carries."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import vqtok
+from vqtok.errors import ConfigError, ExportError
+from vqtok.tokenizer import resolve_export
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One exported tokenizer directory."""
+
+    name: str  # shown in the model menus (the directory name, made unique)
+    path: Path  # the export directory (config.json + encoder/decoder safetensors)
+    video: bool  # a video tokenizer (it also encodes images, as 1-frame videos)
+
+
+class ModelRegistry:
+    """Named exports, loaded lazily (thread-safe) and cached for the life of the app."""
+
+    def __init__(self, entries: Sequence[ModelEntry], device: str = "cpu") -> None:
+        if not entries:
+            raise ExportError(
+                "the app has no tokenizer: pass --image-model/--video-model, or export one to checkpoints/"
+            )
+        names = [e.name for e in entries]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"model names must be unique, got {names}")
+        self.entries = {e.name: e for e in entries}
+        self.device = device
+        self._loaded: dict[str, vqtok.Tokenizer] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def discover(
+        cls, models: Sequence[str | Path] = (), folders: Sequence[str | Path] = (), device: str = "cpu"
+    ) -> ModelRegistry:
+        """The exports named in ``models`` (paths or short names; these must load), then every export directory
+        directly inside ``folders`` (skipped with a warning when its config.json is unreadable)."""
+        entries: list[ModelEntry] = []
+        seen: set[Path] = set()
+        for model in models:
+            path = resolve_export(model).resolve()
+            if path not in seen:
+                seen.add(path)
+                entries.append(_entry(path, _unique_name(path.name, entries)))
+        for folder in folders:
+            for path in sorted(p.resolve() for p in Path(folder).iterdir() if (p / "config.json").is_file()):
+                if path in seen:
+                    continue
+                seen.add(path)
+                try:
+                    entries.append(_entry(path, _unique_name(path.name, entries)))
+                except ExportError as e:
+                    log.warning("skipping %s: %s", path, e)
+        registry = cls(entries, device)
+        for model in models:  # what the user named must work: fail at start-up, not on the first request
+            registry.get(registry.name_of(resolve_export(model).resolve()))
+        return registry
+
+    def names(self, video: bool | None = None) -> list[str]:
+        """Model names, image tokenizers first; ``video=True``: only video tokenizers."""
+        entries = sorted(self.entries.values(), key=lambda e: e.video)  # stable: keeps the discovery order
+        return [e.name for e in entries if video is None or e.video == video]
+
+    def name_of(self, path: Path) -> str:
+        return next(e.name for e in self.entries.values() if e.path == path)
+
+    def get(self, name: str) -> vqtok.Tokenizer:
+        """The tokenizer called ``name``, loaded on first use."""
+        if name not in self.entries:
+            raise ExportError(f"unknown model {name!r}; this app has {sorted(self.entries)}")
+        with self._lock:
+            if name not in self._loaded:
+                self._loaded[name] = vqtok.load(self.entries[name].path, device=self.device)
+            return self._loaded[name]
+
+    def by_fingerprint(self, fingerprint: str) -> str | None:
+        """The name of the model whose fingerprint (config and codebook) is ``fingerprint``, or None."""
+        for name in self.entries:
+            try:
+                if self.get(name).fingerprint == fingerprint:
+                    return name
+            except ExportError as e:  # a broken export in a model folder must not hide the others
+                log.warning("cannot load model %s: %s", name, e)
+        return None
+
+
+def _entry(path: Path, name: str) -> ModelEntry:
+    try:
+        config = vqtok.TokenizerConfig.from_file(path / "config.json")
+    except ConfigError as e:
+        raise ExportError(f"{path} is not a readable export: {e}") from None
+    return ModelEntry(name=name, path=path, video=config.video)
+
+
+def _unique_name(name: str, entries: list[ModelEntry]) -> str:
+    taken = {e.name for e in entries}
+    unique, n = name, 2
+    while unique in taken:
+        unique, n = f"{name} ({n})", n + 1
+    return unique
