@@ -57,7 +57,7 @@ def usage_histogram(ids: np.ndarray, codebook_size: int, width: int = 640, heigh
     what = "code" if columns == codebook_size else f"bar of ~{codebook_size / columns:.0f} codes"
     used = int((counts > 0).sum())
     title = f"tokens per {what} (max {int(binned.max())}); {used} of {codebook_size} codes used"
-    draw.text((left, 3), title, fill="black")
+    draw.text(((width - draw.textlength(title)) / 2, 3), title, fill="black")  # centred: clear of Gradio's label
     draw.text((left, height - bottom + 5), "code 0", fill="black")
     draw.text((width - left - 70, height - bottom + 5), f"code {codebook_size - 1}", fill="black")
     return np.asarray(img)

@@ -71,7 +71,7 @@ _ROWS = [  # (key, label, format)
 
 def figures_markdown(figures: dict) -> str:
     """The figures as a two-column Markdown table, followed by the notes (what was cut, downscaled, ...)."""
-    lines = ["| | |", "|---|---|"]
+    lines = ["| Figure | Value |", "|---|---|"]
     for key, label, fmt in _ROWS:
         if key not in figures:
             continue

@@ -106,14 +106,22 @@ def build_image_tab(models: ModelRegistry, limits: Limits, workspace: Workspace,
             if examples:
                 gr.Examples(examples, inputs=upload, label="Examples (procedural)")
     with gr.Row():
-        original = gr.Image(label="Encoded input", format="png", interactive=False)
-        reconstruction = gr.Image(label="Reconstruction", format="png", interactive=False)
-        heatmap = gr.Image(label="Error |input - reconstruction| (black 0, yellow >= 64/255)", format="png")
+        original = gr.Image(label="Encoded input", format="png", interactive=False, height=320, elem_id="encoded")
+        reconstruction = gr.Image(
+            label="Reconstruction", format="png", interactive=False, height=320, elem_id="reconstruction"
+        )
+        heatmap = gr.Image(
+            label="Error |input - reconstruction| (black 0, yellow >= 64/255)",
+            format="png",
+            interactive=False,
+            height=320,
+            elem_id="error-heatmap",
+        )
     with gr.Row():
-        grid = gr.Image(label="Token grid (one colour per code)", format="png", interactive=False)
-        histogram = gr.Image(label="Code usage", format="png", interactive=False)
+        grid = gr.Image(label="Token grid (one colour per code)", format="png", interactive=False, elem_id="token-grid")
+        histogram = gr.Image(label="Code usage", format="png", interactive=False, elem_id="code-usage")
     with gr.Row():
-        table = gr.Markdown(label="Figures")
+        table = gr.Markdown(label="Figures", elem_id="figures")
         with gr.Column():
             tokens_file = gr.File(label="Tokens (.safetensors)", interactive=False)
             reconstruction_file = gr.File(label="Reconstruction (.png)", interactive=False)

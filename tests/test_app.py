@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from pathlib import Path
 
@@ -309,3 +310,15 @@ def test_bits_per_pixel_formula_matches_the_codebook(client, tmp_path):
     fig = r["figures"]
     assert fig["model"] == "video_tiny" and fig["token_grid"] == [3, 4]
     assert fig["bits_per_pixel"] == pytest.approx(12 * math.log2(fig["codebook_size"]) / (24 * 32))
+
+
+def test_readme_client_example_runs_against_the_app(url, monkeypatch, capsys):
+    root = Path(__file__).resolve().parent.parent
+    block = re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(), flags=re.S)[2]
+    assert 'Client("http://127.0.0.1:7860/")' in block
+    monkeypatch.chdir(root)
+    scope: dict = {}
+    exec(compile(block.replace("http://127.0.0.1:7860/", url), "README.md app client example", "exec"), scope)
+    # 256 x 256 gives 32 x 32 tokens with the default limits; this server downscales to 64 px first
+    assert scope["figures"]["token_grid"] == [8, 8] and len(scope["files"]) == 1
+    assert "\n[8, 8] 0.140625 " in capsys.readouterr().out

@@ -69,7 +69,8 @@ def test_every_kind_of_broken_file_is_skipped_and_counted(video_dir):
     broken = broken_files(video_dir / "broken")  # corrupt, truncated, empty, audio-only, zero frames (+2 paths)
     files = sorted(video_dir.glob("*.m*")) + [path for path, _ in broken.values()]
     data = VideoFolder(str(video_dir), num_frames=5, image_size=16, segment_seconds=1.0, files=files)
-    assert data.num_failed_probe == len(broken) + 1  # and broken.mp4 of the fixture
+    probed = [path.name for path, _ in data.videos]
+    assert data.num_failed_probe == len(broken) + 1, f"probed fine: {probed}"  # and broken.mp4 of the fixture
     assert len(data.videos) == 2
 
 

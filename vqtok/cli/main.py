@@ -15,7 +15,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vqtok",
-        description="VQ-VAE image tokenizers. Training: vqtok {fit,validate,test,predict} --config FILE "
+        description="VQ-VAE image and video tokenizers. Training: vqtok {fit,validate,test,predict} --config FILE "
         "(Lightning CLI; see vqtok fit --help).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
