@@ -22,16 +22,21 @@ def code_colours(ids: np.ndarray) -> np.ndarray:
     return (48 + rgb.astype(np.float32) * (207 / 255)).astype(np.uint8)
 
 
-def token_grid_image(ids: np.ndarray, max_frames: int = 8) -> np.ndarray:
+def token_grid_image(ids: np.ndarray, max_frames: int = 8, columns: int = 4) -> np.ndarray:
     """Ids (h, w) of an image, or (t, h, w) of a video, -> uint8 (H, W, 3): each token a square cell of its colour.
-    A video's latent frames are laid side by side (the first ``max_frames`` of them), separated by white gaps."""
+    A video's first ``max_frames`` latent frames are tiled in rows of ``columns``, in reading order, with white
+    gaps between them."""
     frames = ids[None] if ids.ndim == 2 else ids[:max_frames]  # (t, h, w)
     t, h, w = frames.shape
-    cell = max(1, min(32, _GRID_SIDE // h, 2 * _GRID_SIDE // (w * t)))  # at most 512 high and 1024 wide
-    tiles = [np.kron(code_colours(f), np.ones((cell, cell, 1), np.uint8)) for f in frames]  # each (h*c, w*c, 3)
-    gap = np.full((h * cell, _GAP if t > 1 else 0, 3), 255, np.uint8)
-    parts = [p for tile in tiles for p in (tile, gap)][:-1]
-    return np.concatenate(parts, axis=1)
+    cols = min(t, columns)
+    rows = -(-t // cols)
+    cell = max(1, min(32, _GRID_SIDE // (h * rows), 2 * _GRID_SIDE // (w * cols)))  # <= 512 high, 1024 wide
+    gap = _GAP if t > 1 else 0
+    canvas = np.full((rows * (h * cell + gap) - gap, cols * (w * cell + gap) - gap, 3), 255, np.uint8)
+    for i, frame in enumerate(frames):
+        y, x = (i // cols) * (h * cell + gap), (i % cols) * (w * cell + gap)
+        canvas[y : y + h * cell, x : x + w * cell] = np.kron(code_colours(frame), np.ones((cell, cell, 1), np.uint8))
+    return canvas
 
 
 def usage_histogram(ids: np.ndarray, codebook_size: int, width: int = 640, height: int = 240) -> np.ndarray:

@@ -166,7 +166,9 @@ def build_video_tab(models: ModelRegistry, limits: Limits, workspace: Workspace,
         reconstruction = gr.Video(label="Reconstruction", interactive=False, autoplay=True, loop=True)
     with gr.Row():
         plot = gr.LinePlot(x="frame", y="psnr_db", title="PSNR per frame", x_title="frame", y_title="PSNR (dB)")
-        grid = gr.Image(label="Token grid (latent frames side by side)", format="png", interactive=False)
+        grid = gr.Image(
+            label="Token grid (the first 8 latent frames, in reading order)", format="png", interactive=False
+        )
     with gr.Row():
         histogram = gr.Image(label="Code usage", format="png", interactive=False)
         with gr.Column():

@@ -38,8 +38,11 @@ def test_token_grid_draws_one_square_cell_per_token():
     for (row, col), code in np.ndenumerate(ids):
         block = grid[row * cell : (row + 1) * cell, col * cell : (col + 1) * cell]
         assert (block == code_colours(np.array(code))).all()
-    video = token_grid_image(np.zeros((3, 2, 2), np.int64))  # latent frames side by side, white gaps between
-    assert video.shape[1] > 3 * video.shape[0] and (video[:, video.shape[0]] == 255).all()
+    video = token_grid_image(np.arange(6 * 4).reshape(6, 2, 2))  # latent frames in rows of 4, white gaps between
+    cell = (video.shape[1] - 3 * 4) // 8
+    assert video.shape == (2 * 2 * cell + 4, 4 * 2 * cell + 3 * 4, 3)
+    assert (video[:, 2 * cell : 2 * cell + 4] == 255).all() and (video[2 * cell : 2 * cell + 4] == 255).all()
+    assert (video[2 * cell + 4, 0] == code_colours(np.array(16))).all()  # frame 4 starts the second row
 
 
 def test_usage_histogram_bar_heights_follow_the_counts():
