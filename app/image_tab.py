@@ -16,7 +16,7 @@ from app.models import ModelRegistry
 from app.uploads import downscale, safe_stem, upload_path, user_error
 from app.workspace import Workspace, as_outputs
 from vqtok.errors import VqtokError
-from vqtok.io.images import read_image, save_image
+from vqtok.io.images import read_image
 from vqtok.token_file import TokenItem, save_tokens
 
 
@@ -24,11 +24,11 @@ from vqtok.token_file import TokenItem, save_tokens
 class ImageResult:
     """What the tab shows and offers for download; field order = the event's outputs."""
 
-    original: np.ndarray  # uint8 (H, W, 3): the pixels that were encoded (after any downscaling)
-    reconstruction: np.ndarray  # uint8 (H, W, 3)
-    heatmap: np.ndarray  # uint8 (H, W, 3): |original - reconstruction|
-    token_grid: np.ndarray  # uint8: one colour per token
-    histogram: np.ndarray  # uint8: code usage
+    original: Path  # PNG of the pixels that were encoded (after any downscaling)
+    reconstruction: Path  # PNG (the same file as reconstruction_file)
+    heatmap: Path  # PNG: |original - reconstruction|
+    token_grid: Path  # PNG: one colour per token
+    histogram: Path  # PNG: code usage
     table: str  # Markdown table of the figures
     figures: dict  # the same figures as data (for API clients)
     tokens_file: Path  # safetensors token file (model name, fingerprint and size in its metadata)
@@ -44,8 +44,8 @@ def tokenize_image(
     """Encode an uploaded image, decode it back, and measure what survived."""
     if not path:
         raise gr.Error("Upload an image first.", print_exception=False)
-    tok = models.get(model_name)
     try:
+        tok = models.get(model_name)
         rgb = read_image(path, max_pixels=limits.max_image_pixels)  # float32 (H, W, 3) in [0, 1]
     except VqtokError as e:
         raise user_error(e, path, "image") from None
@@ -78,16 +78,16 @@ def tokenize_image(
         "notes": notes,
     }
     out, stem = workspace.new_dir(), safe_stem(path, "image")
-    tokens_file, reconstruction_file = out / f"{stem}.tokens.safetensors", out / f"{stem}.reconstruction.png"
+    tokens_file = out / f"{stem}.tokens.safetensors"
     item = TokenItem(ids=ids[0].cpu(), size=tuple(size), source=Path(path).name)
     save_tokens(tokens_file, [item], tok.config.name, tok.fingerprint, tok.codebook_size)
-    save_image(reconstruction_file, reconstruction)
+    reconstruction_file = workspace.save_png(out, f"{stem}.reconstruction", reconstruction)
     return ImageResult(
-        original=original,
-        reconstruction=reconstruction,
-        heatmap=error_heatmap(original, reconstruction),
-        token_grid=token_grid_image(ids_np),
-        histogram=usage_histogram(ids_np, tok.codebook_size),
+        original=workspace.save_png(out, f"{stem}.input", original),
+        reconstruction=reconstruction_file,
+        heatmap=workspace.save_png(out, f"{stem}.error", error_heatmap(original, reconstruction)),
+        token_grid=workspace.save_png(out, f"{stem}.tokens", token_grid_image(ids_np)),
+        histogram=workspace.save_png(out, f"{stem}.code_usage", usage_histogram(ids_np, tok.codebook_size)),
         table=figures_markdown(figures),
         figures=figures,
         tokens_file=tokens_file,

@@ -76,10 +76,14 @@ class ModelRegistry:
     def name_of(self, path: Path) -> str:
         return next(e.name for e in self.entries.values() if e.path == path)
 
-    def get(self, name: str) -> vqtok.Tokenizer:
-        """The tokenizer called ``name``, loaded on first use."""
+    def get(self, name: str, video: bool = False) -> vqtok.Tokenizer:
+        """The tokenizer called ``name``, loaded on first use; ``video=True``: it must be a video tokenizer."""
         if name not in self.entries:
-            raise ExportError(f"unknown model {name!r}; this app has {sorted(self.entries)}")
+            raise ExportError(f"unknown model {name!r}; this app has {', '.join(self.names())}")
+        if video and not self.entries[name].video:
+            raise ExportError(
+                f"{name!r} is an image tokenizer; choose a video tokenizer: {', '.join(self.names(True))}"
+            )
         with self._lock:
             if name not in self._loaded:
                 self._loaded[name] = vqtok.load(self.entries[name].path, device=self.device)

@@ -38,8 +38,8 @@ class VideoResult:
     input_video: Path  # MP4 of the encoded frames (after cutting/downscaling), for side-by-side viewing
     reconstruction: Path  # MP4
     psnr_plot: pd.DataFrame  # columns frame, psnr_db
-    token_grid: np.ndarray  # uint8: the first latent frames' tokens side by side
-    histogram: np.ndarray  # uint8: code usage
+    token_grid: Path  # PNG: the first latent frames' tokens
+    histogram: Path  # PNG: code usage
     table: str  # Markdown table of the figures
     figures: dict  # the same figures as data, with the per-frame PSNR and SSIM
     tokens_file: Path  # safetensors token file (model, size and fps in its metadata)
@@ -93,8 +93,8 @@ def tokenize_video(
         raise gr.Error("Upload a video first.", print_exception=False)
     if not model_name:
         raise gr.Error("This app has no video tokenizer: start it with --video-model DIR.", print_exception=False)
-    tok = models.get(model_name)
     try:
+        tok = models.get(model_name, video=True)
         clip = read_clip(path, limits, progress)
         T, H, W = clip.frames.shape[:3]
         progress(0.5, desc=f"Encoding {T} frames")
@@ -138,8 +138,8 @@ def tokenize_video(
         input_video=input_video,
         reconstruction=reconstruction_video,
         psnr_plot=pd.DataFrame({"frame": np.arange(T), "psnr_db": psnr}),
-        token_grid=token_grid_image(ids_np),
-        histogram=usage_histogram(ids_np, tok.codebook_size),
+        token_grid=workspace.save_png(out, f"{stem}.tokens", token_grid_image(ids_np)),
+        histogram=workspace.save_png(out, f"{stem}.code_usage", usage_histogram(ids_np, tok.codebook_size)),
         table=figures_markdown({k: v for k, v in figures.items() if not k.endswith("per_frame")}),
         figures=figures,
         tokens_file=tokens_file,

@@ -1,4 +1,5 @@
-"""A private folder for the files the app writes (tokens, PNGs, MP4s); old ones are deleted as new ones are made."""
+"""A private folder for the files the app writes (tokens, PNGs, MP4s); old ones are deleted as new ones are made.
+Also how results become an event's outputs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import time
 import uuid
 import weakref
 from pathlib import Path
+
+import numpy as np
+
+from vqtok.io.images import save_image
 
 
 class Workspace:
@@ -28,6 +33,18 @@ class Workspace:
         self.purge()
         path = self.root / uuid.uuid4().hex
         path.mkdir()
+        return path
+
+    @staticmethod
+    def save_png(folder: Path, name: str, pixels: np.ndarray) -> Path:
+        """Write uint8 (H, W, 3) pixels to ``folder/name.png`` and return the path.
+
+        Images go to Gradio as files, not arrays: Gradio writes an array into its cache under a hash of its content
+        without a temporary file, so two requests with the same output (two users on one example) race, and a
+        client can download a half-written file. A file is copied into the cache atomically.
+        """
+        path = folder / f"{name}.png"
+        save_image(path, pixels)
         return path
 
     def purge(self) -> None:

@@ -207,6 +207,10 @@ def test_bad_videos_get_messages_a_person_understands(client, tmp_path):
             lambda p=path: client.predict(handle_file(str(p)), "video_tiny", api_name="/tokenize_video")
         )
         assert words in message and path.name in message, (kind, message)
+    clip = write_test_video(tmp_path / "fine.mp4", random_frames(3), fps=10.0)
+    for model in ("tiny", "nope"):  # an image tokenizer, or no tokenizer at all, is not a choice here
+        message = app_error(lambda m=model: client.predict(handle_file(str(clip)), m, api_name="/tokenize_video"))
+        assert f"{model} is not in the list of choices: ['video_tiny']" in message
     (tmp_path / "notes.mp4").write_text("a text file with a video's name")
     message = app_error(
         lambda: client.predict(handle_file(str(tmp_path / "notes.mp4")), "video_tiny", api_name="/tokenize_video")

@@ -88,6 +88,8 @@ def test_registry_finds_exports_names_them_and_skips_broken_ones(tmp_path, caplo
     assert registry.by_fingerprint(tok.fingerprint) == "video_tiny" and registry.by_fingerprint("0" * 16) is None
     with pytest.raises(vqtok.ExportError, match="unknown model 'nope'"):
         registry.get("nope")
+    with pytest.raises(vqtok.ExportError, match="'tiny' is an image tokenizer; choose a video tokenizer: video_tiny"):
+        registry.get("tiny", video=True)
 
     other = export_tiny_models(tmp_path / "other", seed=1)
     both = ModelRegistry.discover([], [folder, other])
