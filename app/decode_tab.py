@@ -4,6 +4,7 @@ message that says so."""
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import vqtok
 from app.figures import to_uint8
 from app.limits import Limits
 from app.models import ModelRegistry
-from app.uploads import safe_stem, user_error
+from app.uploads import plain, safe_stem, user_error
 from app.workspace import Workspace, as_outputs
 from vqtok.errors import VqtokError
 from vqtok.io.images import save_image
@@ -45,14 +46,13 @@ def decode_token_file(
         raise user_error(e, path, "token file") from None
     name = models.by_fingerprint(meta.get("model_fingerprint", ""))
     if name is None:
-        raise gr.Error(
-            f"This token file was made by the model {meta.get('model')!r} (fingerprint "
-            f"{meta.get('model_fingerprint')}), which this app does not have; its models are "
-            f"{', '.join(models.names())}. Decode it with the model that encoded it.",
-            print_exception=False,
+        raise _refuse(
+            f"This token file was made by the model {escape(str(meta.get('model')))!r} (fingerprint "
+            f"{escape(str(meta.get('model_fingerprint')))}), which this app does not have; its models are "
+            f"{', '.join(models.names())}. Decode it with the model that encoded it."
         )
-    _check_limits(items, limits)
     tok = models.get(name)
+    _check_items(items, tok, limits)
     out = workspace.new_dir()
     images, videos = [], []
     try:
@@ -63,32 +63,55 @@ def decode_token_file(
             else:
                 y = to_uint8(tok.decode(item.ids[None], size=item.size)[0])  # (H, W, 3)
                 save_image(target.with_suffix(".png"), y)
-                images.append((target.with_suffix(".png"), item.source))
-    except VqtokError as e:  # ids outside the codebook, a size that does not fit the grid, ...
+                images.append((target.with_suffix(".png"), item.source))  # a caption: shown as text
+    except VqtokError as e:  # ids outside the codebook, ...
         raise user_error(e, path, "token file") from None
     summary = (
         f"Decoded {len(images)} image(s) and {len(videos)} video(s) with the model **{name}** "
-        f"(the file names {meta.get('model')!r}, fingerprint {meta.get('model_fingerprint')})."
+        f"(the file names {plain(meta.get('model'))!r}, fingerprint {plain(meta.get('model_fingerprint'))})."
     )
     return DecodeResult(images, videos[0] if videos else None, [p for p, _ in images] + videos, summary)
 
 
-def _check_limits(items: list[TokenItem], limits: Limits) -> None:
+def _check_items(items: list[TokenItem], tok: vqtok.Tokenizer, limits: Limits) -> None:
+    """Refuse, before decoding anything: too many items; grids that do not match their stated size (the decoder
+    works on the whole grid, so a big grid with a small size would still cost its full memory); videos for an
+    image tokenizer; sizes beyond the limits."""
     if len(items) > limits.max_decode_items:
-        raise gr.Error(
+        raise _refuse(
             f"This token file holds {len(items)} items; this app decodes at most {limits.max_decode_items} per file. "
-            "Use `vqtok decode` for large files.",
-            print_exception=False,
+            "Use `vqtok decode` for large files."
         )
+    f, r = tok.downsample, tok.temporal_downsample
     for item in items:
+        name, size = escape(item.source), " x ".join(map(str, item.size))
+        if len(item.size) == 3 and not tok.is_video:
+            raise _refuse(f"{name!r} is a video, but the model that made this file is an image tokenizer.")
+        grid = [-(-s // f) for s in item.size[-2:]]  # ceil(H/f), ceil(W/f)
+        if len(item.size) == 3:
+            grid.insert(0, 1 + -(-(item.size[0] - 1) // r))  # 1 + ceil((T-1)/r) latent frames
+        if list(item.ids.shape) != grid:
+            shape, expected = " x ".join(map(str, item.ids.shape)), " x ".join(map(str, grid))
+            raise _refuse(
+                f"{name!r}: its token grid, {shape}, does not match its size {size} (that takes {expected} tokens "
+                "with this model): the file is malformed."
+            )
         pixels = math.prod(item.size)
         limit = limits.max_decode_video_pixels if len(item.size) == 3 else limits.max_decode_pixels
         if pixels > limit:
-            raise gr.Error(
-                f"{item.source!r} decodes to {' x '.join(map(str, item.size))} = {pixels:,} pixels, more than this "
-                f"app's limit of {limit:,}. Use `vqtok decode` for large files.",
-                print_exception=False,
+            raise _refuse(
+                f"{name!r} decodes to {size} = {pixels:,} pixels, more than this app's limit of {limit:,}. "
+                "Use `vqtok decode` for large files."
             )
+
+
+def _refuse(message: str) -> gr.Error:
+    return gr.Error(message, print_exception=False)
+
+
+def escape(text: str) -> str:
+    """Text from the file, for a gr.Error message (rendered as HTML)."""
+    return html.escape(text, quote=False)
 
 
 def _decode_video(tok: vqtok.Tokenizer, item: TokenItem, path: Path) -> Path:

@@ -77,22 +77,25 @@ def tokenize_image(
         "decode_seconds": decoded - encoded,
         "notes": notes,
     }
-    out, stem = workspace.new_dir(), safe_stem(path, "image")
-    tokens_file = out / f"{stem}.tokens.safetensors"
-    item = TokenItem(ids=ids[0].cpu(), size=tuple(size), source=Path(path).name)
-    save_tokens(tokens_file, [item], tok.config.name, tok.fingerprint, tok.codebook_size)
-    reconstruction_file = workspace.save_png(out, f"{stem}.reconstruction", reconstruction)
-    return ImageResult(
-        original=workspace.save_png(out, f"{stem}.input", original),
-        reconstruction=reconstruction_file,
-        heatmap=workspace.save_png(out, f"{stem}.error", error_heatmap(original, reconstruction)),
-        token_grid=workspace.save_png(out, f"{stem}.tokens", token_grid_image(ids_np)),
-        histogram=workspace.save_png(out, f"{stem}.code_usage", usage_histogram(ids_np, tok.codebook_size)),
-        table=figures_markdown(figures),
-        figures=figures,
-        tokens_file=tokens_file,
-        reconstruction_file=reconstruction_file,
-    )
+    try:  # writing can fail (a full disk)
+        out, stem = workspace.new_dir(), safe_stem(path, "image")
+        tokens_file = out / f"{stem}.tokens.safetensors"
+        item = TokenItem(ids=ids[0].cpu(), size=tuple(size), source=Path(path).name)
+        save_tokens(tokens_file, [item], tok.config.name, tok.fingerprint, tok.codebook_size)
+        reconstruction_file = workspace.save_png(out, f"{stem}.reconstruction", reconstruction)
+        return ImageResult(
+            original=workspace.save_png(out, f"{stem}.input", original),
+            reconstruction=reconstruction_file,
+            heatmap=workspace.save_png(out, f"{stem}.error", error_heatmap(original, reconstruction)),
+            token_grid=workspace.save_png(out, f"{stem}.tokens", token_grid_image(ids_np)),
+            histogram=workspace.save_png(out, f"{stem}.code_usage", usage_histogram(ids_np, tok.codebook_size)),
+            table=figures_markdown(figures),
+            figures=figures,
+            tokens_file=tokens_file,
+            reconstruction_file=reconstruction_file,
+        )
+    except VqtokError as e:
+        raise user_error(e, path, "image") from None
 
 
 def build_image_tab(models: ModelRegistry, limits: Limits, workspace: Workspace, examples: list[str]) -> None:

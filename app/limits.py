@@ -13,7 +13,8 @@ class Limits:
     page says which."""
 
     max_file_mb: int = 50  # uploads above this are refused by the server (HTTP 413) before any code runs
-    max_image_pixels: int = 8192 * 8192  # images with more pixels are refused ("too large"), read from the header
+    max_image_pixels: int = 40_000_000  # larger images are refused ("too large") from their header (8K is 33 MP);
+    # reading one costs about 60 bytes per pixel at peak (float32 copies), so 40 MP is about 2.4 GB
     max_image_side: int = 1024  # longer side; larger images are downscaled to it before encoding (the page says so)
     max_video_seconds: float = 10.0  # longer clips are cut to their first max_video_seconds
     max_video_frames: int = 97  # ... and to their first max_video_frames frames (1 + 4*24)

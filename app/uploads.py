@@ -37,6 +37,12 @@ def user_error(error: Exception, upload: str | Path | None = None, what: str = "
     return gr.Error(html.escape(f"Could not process this {what}: {message}", quote=False), print_exception=False)
 
 
+def plain(text: object) -> str:
+    """Text from an upload (a file name, a token file's metadata) made inert for a page that renders Markdown
+    and HTML: HTML-escaped, and Markdown's link, image, emphasis and code characters backslash-escaped."""
+    return re.sub(r"([\\`*_\[\]()!#|])", r"\\\1", html.escape(str(text), quote=False))
+
+
 def safe_stem(path: str | Path, fallback: str = "upload") -> str:
     """A file-name stem for outputs made from an upload: letters, digits, '.', '_' and '-' only."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).strip("._")[:80]

@@ -55,12 +55,15 @@ def read_clip(path: str, limits: Limits, progress: gr.Progress) -> Clip:
     info = probe_video(path)  # FileFormatError for anything that is not a decodable video
     expected = min(info.num_frames, limits.max_video_frames)
     frames: list[np.ndarray] = []
-    cut = False
+    cut, end = False, 0.0
     for t, frame in iter_frames(path):  # frame: uint8 (H, W, 3), rotation applied
         if len(frames) == limits.max_video_frames or t >= limits.max_video_seconds:
-            cut = True
+            cut, end = True, t  # the first frame left out: the clip covers [0, t)
             break
-        frames.append(downscale(frame, limits.max_video_side))
+        frame = downscale(frame, limits.max_video_side)
+        if frames and frame.shape != frames[0].shape:
+            raise gr.Error(f"The frame size changes within the video (at frame {len(frames)}).", print_exception=False)
+        frames.append(frame)
         progress((len(frames), expected), desc="Reading frames", unit="frames")
     if not frames:
         raise gr.Error("The video has no frames that can be decoded.", print_exception=False)
@@ -68,7 +71,7 @@ def read_clip(path: str, limits: Limits, progress: gr.Progress) -> Clip:
     notes = []
     if cut:
         notes.append(
-            f"The clip was cut to its first {len(frames)} frames ({len(frames) / info.fps:.2f} s of about "
+            f"The clip was cut to its first {len(frames)} frames (the first {end:.2f} s of about "
             f"{info.duration:.2f} s); this app's limits: {limits.max_video_frames} frames, "
             f"{limits.max_video_seconds:g} s."
         )
@@ -130,10 +133,13 @@ def tokenize_video(
     out, stem = workspace.new_dir(), safe_stem(path, "video")
     input_video, reconstruction_video = out / f"{stem}.input.mp4", out / f"{stem}.reconstruction.mp4"
     tokens_file = out / f"{stem}.tokens.safetensors"
-    write_video(input_video, clip.frames, fps=clip.fps, preset="veryfast")
-    write_video(reconstruction_video, reconstruction, fps=clip.fps, preset="veryfast")
     item = TokenItem(ids=ids[0].cpu(), size=(T, H, W), source=Path(path).name, fps=clip.fps)
-    save_tokens(tokens_file, [item], tok.config.name, tok.fingerprint, tok.codebook_size)
+    try:
+        write_video(input_video, clip.frames, fps=clip.fps, preset="veryfast")
+        write_video(reconstruction_video, reconstruction, fps=clip.fps, preset="veryfast")
+        save_tokens(tokens_file, [item], tok.config.name, tok.fingerprint, tok.codebook_size)
+    except VqtokError as e:  # e.g. a disk that is full
+        raise user_error(e, path, "video") from None
     return VideoResult(
         input_video=input_video,
         reconstruction=reconstruction_video,

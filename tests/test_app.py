@@ -242,6 +242,26 @@ def test_bad_token_files_get_messages_a_person_understands(client, models_dir, t
     )
     assert "holds 4 items" in message and "at most 3" in message
 
+    mismatch = TokenItem(ids=torch.zeros(400, 400, dtype=torch.long), size=(8, 8), source="small.png")
+    save_tokens(tmp_path / "mismatch.safetensors", [mismatch], "tiny", tok.fingerprint, 512)
+    message = app_error(
+        lambda: client.predict(handle_file(str(tmp_path / "mismatch.safetensors")), api_name="/decode_tokens")
+    )
+    assert "its token grid, 400 x 400, does not match its size 8 x 8 (that takes 1 x 1 tokens" in message
+
+    video = TokenItem(ids=torch.zeros(2, 2, 2, dtype=torch.long), size=(5, 16, 16), source="clip.mp4", fps=10.0)
+    save_tokens(tmp_path / "video.safetensors", [video], "tiny", tok.fingerprint, 512)
+    message = app_error(
+        lambda: client.predict(handle_file(str(tmp_path / "video.safetensors")), api_name="/decode_tokens")
+    )
+    assert "'clip.mp4' is a video, but the model that made this file is an image tokenizer" in message
+
+    save_tokens(tmp_path / "html.safetensors", [mismatch], "<img src=x onerror=alert(1)>", "f" * 16, 512)
+    message = app_error(
+        lambda: client.predict(handle_file(str(tmp_path / "html.safetensors")), api_name="/decode_tokens")
+    )
+    assert "&lt;img src=x onerror=alert(1)&gt;" in message and "<img" not in message  # rendered as text
+
     huge = TokenItem(ids=torch.zeros(300, 300, dtype=torch.long), size=(2400, 2400), source="huge.png")
     save_tokens(tmp_path / "huge.safetensors", [huge], "tiny", tok.fingerprint, 512)
     message = app_error(
@@ -273,10 +293,17 @@ def test_oversized_upload_is_refused(client, url, tmp_path):
 def test_files_not_uploaded_cannot_be_read_through_the_api(url):
     """The image endpoint takes its upload undecoded (preprocess=False); Gradio must still refuse paths that are
     not uploads, or any image on the server could be read back through the reconstruction."""
-    secret = str(Path(__file__).resolve().parent.parent / "app" / "examples" / "dead_leaves_7.png")
-    payload = {"data": [{"path": secret, "meta": {"_type": "gradio.FileData"}}, "tiny"]}
-    event = httpx.post(f"{url}gradio_api/call/tokenize_image", json=payload, timeout=30).json()["event_id"]
-    stream = httpx.get(f"{url}gradio_api/call/tokenize_image/{event}", timeout=60).text
+    secret = Path(__file__).resolve().parent.parent / "app" / "examples" / "dead_leaves_7.png"
+
+    def call(path: str) -> str:
+        payload = {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "tiny"]}
+        event = httpx.post(f"{url}gradio_api/call/tokenize_image", json=payload, timeout=30).json()["event_id"]
+        return httpx.get(f"{url}gradio_api/call/tokenize_image/{event}", timeout=60).text
+
+    with secret.open("rb") as f:  # the same file, uploaded: answered
+        uploaded = httpx.post(f"{url}gradio_api/upload", files={"files": ("leaves.png", f)}, timeout=30).json()[0]
+    assert "event: complete" in call(uploaded)
+    stream = call(str(secret))  # named by its path on the server: refused
     assert "event: error" in stream and "event: complete" not in stream
 
 

@@ -71,7 +71,8 @@ def demo_url(tmp_path_factory):
                 if httpx.get(url, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.5)
+                pass
+            time.sleep(0.5)
         assert proc.poll() is None, Path(log.name).read_text()
         yield url
     finally:
@@ -132,7 +133,8 @@ def test_upload_an_image_and_see_the_reconstruction_and_figures(page, tmp_path):
     def natural_size(elem_id: str) -> tuple[int, int]:
         img = page.locator(f"#{elem_id} img")
         img.wait_for()
-        return img.evaluate("i => [i.complete ? i.naturalWidth : 0, i.complete ? i.naturalHeight : 0]")
+        page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img.element_handle())
+        return img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
 
     assert natural_size("reconstruction") == [128, 96]  # decoded by the browser, at the input's size
     assert natural_size("encoded") == [128, 96] and natural_size("error-heatmap") == [128, 96]

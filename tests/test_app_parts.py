@@ -112,3 +112,11 @@ def test_workspace_deletes_old_request_folders(tmp_path):
 def test_demo_command_refuses_a_model_that_is_not_an_export(tmp_path, capsys):
     assert vqtok_main(["demo", "--image-model", str(tmp_path / "missing"), "--models-dir", str(tmp_path)]) == 2
     assert "no tokenizer export" in capsys.readouterr().err
+
+
+def test_demo_command_checks_what_it_is_told(tmp_path, capsys):
+    folder = export_tiny_models(tmp_path / "models")
+    assert vqtok_main(["demo", "--models-dir", str(tmp_path / "nowhere")]) == 2
+    assert "--models-dir" in capsys.readouterr().err
+    assert vqtok_main(["demo", "--video-model", str(folder / "tiny"), "--models-dir", str(folder)]) == 2
+    assert "is an image tokenizer" in capsys.readouterr().err

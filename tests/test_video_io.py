@@ -207,7 +207,12 @@ def broken(tmp_path_factory):
 def test_every_broken_file_gives_a_clear_error(broken, reader):
     for kind, (path, words) in broken.items():
         with pytest.raises(FileFormatError, match=words) as e:
-            READERS[reader](path)
+            try:
+                READERS[reader](path)
+            except FileFormatError:
+                raise
+            else:
+                pytest.fail(f"{kind}: {path.name} ({path.stat().st_size if path.is_file() else '-'} bytes) was read")
         assert str(path) in str(e.value), kind  # the message names the file
         assert isinstance(e.value, ValueError)
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from vqtok.errors import VqtokError
+from vqtok.tokenizer import resolve_export
 
 CHECKOUT = Path(__file__).resolve().parents[2]  # the repository: vqtok/cli/demo.py -> ./
 
@@ -53,10 +54,17 @@ def demo_command(args: argparse.Namespace) -> int:
         max_video_side=args.max_video_side,
         queue_size=args.queue_size,
     )
-    folders = args.models_dir if args.models_dir is not None else [CHECKOUT / "checkpoints"]
-    registry = models.ModelRegistry.discover(
-        args.image_model + args.video_model, [f for f in folders if Path(f).is_dir()], device=args.device
-    )
+    if args.models_dir is None:  # the checkout's checkpoints/, when there is one
+        folders = [CHECKOUT / "checkpoints"] if (CHECKOUT / "checkpoints").is_dir() else []
+    else:
+        folders = args.models_dir
+        missing = [f for f in folders if not Path(f).is_dir()]
+        if missing:
+            raise VqtokError(f"--models-dir {missing[0]} is not a directory")
+    registry = models.ModelRegistry.discover(args.image_model + args.video_model, folders, device=args.device)
+    for model in args.video_model:
+        if not registry.get(registry.name_of(resolve_export(model).resolve())).is_video:
+            raise VqtokError(f"--video-model {model} is an image tokenizer (its config.json has video: false)")
     print(f"vqtok demo: models {registry.names()} on http://{args.host}:{args.port}", flush=True)
     app.launch(registry, limits, host=args.host, port=args.port)
     return 0
