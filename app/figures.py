@@ -7,15 +7,8 @@ import math
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from vqtok import metrics
-
-
-def to_uint8(y: Tensor) -> np.ndarray:
-    """Decoded pixels (3, H, W) or (3, T, H, W) in [-1, 1] -> uint8 (H, W, 3) or (T, H, W, 3), rounded."""
-    y = y.float().cpu().movedim(0, -1)  # channels last
-    return ((y + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
 
 
 def quality(original: np.ndarray, reconstruction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 
 from app.drawing import token_grid_image, usage_histogram
-from app.figures import figures_markdown, quality, to_uint8, token_figures
+from app.figures import figures_markdown, quality, token_figures
 from app.limits import Limits
 from app.models import ModelRegistry
 from app.uploads import downscale, safe_stem, user_error
 from app.workspace import Workspace, as_outputs
 from vqtok.errors import VqtokError
+from vqtok.inputs import to_uint8
 from vqtok.token_file import TokenItem, save_tokens
 
 

@@ -23,9 +23,9 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from video_files import broken_files, random_frames, write_test_video  # noqa: E402
 
 import vqtok  # noqa: E402
-from app.figures import to_uint8  # noqa: E402
 from app.limits import Limits  # noqa: E402
 from app.uploads import downscale  # noqa: E402
+from vqtok.inputs import to_uint8  # noqa: E402
 from vqtok.io.video import probe_video, read_video  # noqa: E402
 from vqtok.token_file import TokenItem, load_tokens, save_tokens  # noqa: E402
 

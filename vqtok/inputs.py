@@ -1,4 +1,5 @@
-"""Turn what users hand to ``Tokenizer.encode``/``decode`` into validated tensors, or say clearly why not."""
+"""Turn what users hand to ``Tokenizer.encode``/``decode`` into validated tensors, or say clearly why not; and
+turn decoded pixels back into uint8 arrays (:func:`to_uint8`)."""
 
 from __future__ import annotations
 
@@ -136,3 +137,10 @@ def id_batch(ids: Any, num_codes: int, video: bool = False) -> Tensor:
     if lo < 0 or hi >= num_codes:
         raise InputError(f"ids must lie in [0, {num_codes}) for this codebook, got min {lo}, max {hi}")
     return ids.long()
+
+
+def to_uint8(y: Tensor) -> np.ndarray:
+    """Decoded pixels of one image (3, H, W) or video (3, T, H, W) in [-1, 1] -> uint8 (H, W, 3) or (T, H, W, 3),
+    rounded to the nearest level (what ``vqtok decode`` writes, and what the app shows and measures)."""
+    y = y.float().cpu().movedim(0, -1)  # channels last
+    return ((y + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8).numpy()

@@ -12,6 +12,17 @@ from vqtok.tokenizer import resolve_export
 
 CHECKOUT = Path(__file__).resolve().parents[2]  # the repository: vqtok/cli/demo.py -> ./
 
+# Command-line names of the app.limits.Limits fields people set most (flag "max-file-mb" -> field max_file_mb);
+# a flag left out keeps the default in app/limits.py.
+LIMIT_FLAGS: dict[str, tuple[type, str]] = {
+    "max-file-mb": (int, "largest upload accepted, in MB"),
+    "max-image-side": (int, "larger images are downscaled to this longer side"),
+    "max-video-seconds": (float, "longer clips are cut"),
+    "max-video-frames": (int, "clips with more frames are cut"),
+    "max-video-side": (int, "larger frames are downscaled to this longer side"),
+    "queue-size": (int, "waiting requests beyond this are refused"),
+}
+
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="serve the web app: tokenize and reconstruct images and videos in a browser")
@@ -35,25 +46,15 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--host", default="127.0.0.1", help="interface to bind (default: this machine only)")
     demo.add_argument("--port", type=int, default=7860)
     demo.add_argument("--device", default="cpu")
-    demo.add_argument("--max-file-mb", type=int, default=50, help="largest upload accepted")
-    demo.add_argument("--max-image-side", type=int, default=1024, help="larger images are downscaled")
-    demo.add_argument("--max-video-seconds", type=float, default=10.0, help="longer clips are cut")
-    demo.add_argument("--max-video-frames", type=int, default=97, help="clips with more frames are cut")
-    demo.add_argument("--max-video-side", type=int, default=256, help="larger frames are downscaled")
-    demo.add_argument("--queue-size", type=int, default=16, help="waiting requests beyond this are refused")
+    for flag, (kind, what) in LIMIT_FLAGS.items():
+        demo.add_argument(f"--{flag}", type=kind, default=None, help=f"{what} (default: see app/limits.py)")
     demo.set_defaults(func=demo_command)
 
 
 def demo_command(args: argparse.Namespace) -> int:
     app, models, limits_module = _import_app()
-    limits = limits_module.Limits(
-        max_file_mb=args.max_file_mb,
-        max_image_side=args.max_image_side,
-        max_video_seconds=args.max_video_seconds,
-        max_video_frames=args.max_video_frames,
-        max_video_side=args.max_video_side,
-        queue_size=args.queue_size,
-    )
+    given = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag in LIMIT_FLAGS}
+    limits = limits_module.Limits(**{field: value for field, value in given.items() if value is not None})
     if args.models_dir is None:  # the checkout's checkpoints/, when there is one
         folders = [CHECKOUT / "checkpoints"] if (CHECKOUT / "checkpoints").is_dir() else []
     else:
@@ -63,7 +64,7 @@ def demo_command(args: argparse.Namespace) -> int:
             raise VqtokError(f"--models-dir {missing[0]} is not a directory")
     registry = models.ModelRegistry.discover(args.image_model + args.video_model, folders, device=args.device)
     for model in args.video_model:
-        if not registry.get(registry.name_of(resolve_export(model).resolve())).is_video:
+        if not registry.entries[registry.name_of(resolve_export(model).resolve())].video:
             raise VqtokError(f"--video-model {model} is an image tokenizer (its config.json has video: false)")
     print(f"vqtok demo: models {registry.names()} on http://{args.host}:{args.port}", flush=True)
     app.launch(registry, limits, host=args.host, port=args.port)

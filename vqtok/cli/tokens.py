@@ -6,8 +6,6 @@ import argparse
 import re
 from pathlib import Path
 
-import numpy as np
-
 import vqtok
 from vqtok.io.images import save_image
 from vqtok.token_file import TokenItem, load_tokens, save_tokens
@@ -64,7 +62,7 @@ def decode_command(args: argparse.Namespace) -> int:
         else:
             path = out_dir / _output_name(item.source, i, used, ".png")
             y = tok.decode(item.ids[None], size=item.size)[0]  # (3, H, W) in [-1, 1]
-            save_image(path, ((y.permute(1, 2, 0).cpu().numpy() + 1) / 2).clip(0, 1))
+            save_image(path, vqtok.inputs.to_uint8(y))
         print(f"wrote {path}")
     return 0
 
@@ -75,8 +73,7 @@ def _write_video(tok: vqtok.Tokenizer, item: TokenItem, path: Path) -> None:
 
     def frames():  # noqa: ANN202 - uint8 (H, W, 3) frames
         for piece in tok.decode_chunks(item.ids[None], size=item.size):  # (1, 3, n, H, W) in [-1, 1]
-            pixels = ((piece[0].permute(1, 2, 3, 0).cpu().numpy() + 1) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
-            yield from pixels  # (n, H, W, 3) -> frames
+            yield from vqtok.inputs.to_uint8(piece[0])  # (n, H, W, 3) -> frames
 
     write_video(path, frames(), fps=item.fps or 24.0)
 

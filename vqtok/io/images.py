@@ -293,17 +293,8 @@ def save_image(path: str | os.PathLike[str], img: Image.Image | np.ndarray) -> N
 
 
 def list_images(root: str | os.PathLike[str]) -> list[Path]:
-    """List the image files under a directory, recursively.
-
-    Files are selected by suffix (case-insensitive, see :func:`image_extensions`); their content is not
-    checked. Hidden files and directories (name starting with ``.``) are skipped. Symlinked directories are
-    followed, but each real directory is visited once, so symlink loops terminate.
-
-    Args:
-        root: the directory to search.
-
-    Returns:
-        Paths (``root`` joined with the relative path), sorted.
+    """The image files under ``root`` (suffix in :func:`image_extensions`), recursively, sorted; hidden files and
+    directories skipped, symlink loops cut. See :func:`vqtok.io.listing.list_files`.
 
     Raises:
         FileFormatError: ``root`` does not exist or is not a directory.

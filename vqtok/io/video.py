@@ -86,17 +86,8 @@ def is_video_file(path: str | os.PathLike[str]) -> bool:
 
 
 def list_videos(root: str | os.PathLike[str]) -> list[Path]:
-    """List the video files under a directory, recursively.
-
-    Files are selected by suffix (case-insensitive, see :data:`VIDEO_EXTENSIONS`); their content is not
-    checked. Hidden files and directories (name starting with ``.``) are skipped. Symlinked directories are
-    followed, but each real directory is visited once, so symlink loops terminate.
-
-    Args:
-        root: the directory to search.
-
-    Returns:
-        Paths (``root`` joined with the relative path), sorted.
+    """The video files under ``root`` (suffix in :data:`VIDEO_EXTENSIONS`), recursively, sorted; hidden files and
+    directories skipped, symlink loops cut. See :func:`vqtok.io.listing.list_files`.
 
     Raises:
         FileFormatError: ``root`` does not exist or is not a directory.
