@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from vqtok.cli import demo, tokens
+from vqtok.cli import demo, store, tokens
 from vqtok.errors import VqtokError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("ckpt", help="a .ckpt written by vqtok fit (e.g. runs/NAME/checkpoints/last.ckpt)")
     exp.add_argument("out_dir", help="directory to write (replaced atomically if it is an earlier export)")
     tokens.add_commands(sub)
+    store.add_commands(sub)
     demo.add_command(sub)
     return parser
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             out = export_checkpoint(args.ckpt, args.out_dir)
             print(f"exported {args.ckpt} -> {out}")
             return 0
-        if args.command in ("encode", "decode", "demo"):
+        if args.command in ("encode", "decode", "tokenize", "detokenize", "demo"):
             return args.func(args)
     except (VqtokError, OSError) as e:  # OSError: an output path that cannot be written
         print(f"vqtok {args.command}: error: {e}", file=sys.stderr)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import vqtok
-from vqtok.io.images import save_image
+from vqtok.cli.outputs import output_name, write_decoded_image, write_decoded_video
 from vqtok.token_file import TokenItem, load_tokens, save_tokens
 
 
@@ -57,33 +56,10 @@ def decode_command(args: argparse.Namespace) -> int:
     used: set[str] = set()
     for i, item in enumerate(items):
         if item.ids.ndim == 3:
-            path = out_dir / _output_name(item.source, i, used, ".mp4")
-            _write_video(tok, item, path)
+            path = out_dir / output_name(item.source, i, used, ".mp4")
+            write_decoded_video(tok, item.ids, item.size, item.fps, path)
         else:
-            path = out_dir / _output_name(item.source, i, used, ".png")
-            y = tok.decode(item.ids[None], size=item.size)[0]  # (3, H, W) in [-1, 1]
-            save_image(path, vqtok.inputs.to_uint8(y))
+            path = out_dir / output_name(item.source, i, used, ".png")
+            write_decoded_image(tok, item.ids, item.size, path)
         print(f"wrote {path}")
     return 0
-
-
-def _write_video(tok: vqtok.Tokenizer, item: TokenItem, path: Path) -> None:
-    """Decode a video item piece by piece straight into an MP4 (memory does not grow with the length)."""
-    from vqtok.io.video import write_video
-
-    def frames():  # noqa: ANN202 - uint8 (H, W, 3) frames
-        for piece in tok.decode_chunks(item.ids[None], size=item.size):  # (1, 3, n, H, W) in [-1, 1]
-            yield from vqtok.inputs.to_uint8(piece[0])  # (n, H, W, 3) -> frames
-
-    write_video(path, frames(), fps=item.fps or 24.0)
-
-
-def _output_name(source: str, index: int, used: set[str], suffix: str) -> str:
-    """A file name inside the output folder: the source's stem, stripped of anything path-like, made unique."""
-    fallback = f"{'video' if suffix == '.mp4' else 'image'}_{index}"
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source.replace("\\", "/")).stem).strip("._") or fallback
-    name, n = f"{stem}{suffix}", 1
-    while name in used:
-        name, n = f"{stem}_{n}{suffix}", n + 1
-    used.add(name)
-    return name

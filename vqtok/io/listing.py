@@ -9,15 +9,15 @@ from pathlib import Path
 from vqtok.errors import FileFormatError
 
 
-def list_files(root: str | os.PathLike[str], suffixes: Collection[str], kind: str) -> list[Path]:
-    """Files under ``root`` whose lower-case suffix is in ``suffixes``, recursively, sorted.
+def list_files(root: str | os.PathLike[str], suffixes: Collection[str] | None, kind: str) -> list[Path]:
+    """Files under ``root`` whose lower-case suffix is in ``suffixes`` (any suffix if None), recursively, sorted.
 
     Content is not checked. Hidden files and directories (name starting with ``.``) are skipped. Symlinked
     directories are followed, but each real directory is visited once, so symlink loops terminate.
 
     Args:
         root: the directory to search.
-        suffixes: lower-case suffixes with the dot, e.g. {".png", ".jpg"}.
+        suffixes: lower-case suffixes with the dot, e.g. {".png", ".jpg"}; None lists every file.
         kind: what is listed ("images", "videos"), for error messages.
 
     Raises:
@@ -41,6 +41,6 @@ def list_files(root: str | os.PathLike[str], suffixes: Collection[str], kind: st
         found.extend(
             Path(dirpath, name)
             for name in filenames
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in suffixes
+            if not name.startswith(".") and (suffixes is None or os.path.splitext(name)[1].lower() in suffixes)
         )
     return sorted(found)

@@ -1,0 +1,42 @@
+"""Writing decoded ids back to files for the CLI: safe output names, PNG images and MP4 videos."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from torch import Tensor
+
+import vqtok
+from vqtok.io.images import save_image
+
+
+def write_decoded_image(tok: vqtok.Tokenizer, ids: Tensor, size: tuple[int, ...], path: Path) -> None:
+    """Image ids (h, w) -> an image file (format from the suffix) of ``size`` (H, W)."""
+    y = tok.decode(ids[None], size=size)[0]  # (3, H, W) in [-1, 1]
+    save_image(path, vqtok.inputs.to_uint8(y))
+
+
+def write_decoded_video(
+    tok: vqtok.Tokenizer, ids: Tensor, size: tuple[int, ...], fps: float | None, path: Path
+) -> None:
+    """Video ids (t, h, w) -> an MP4 of ``size`` (T, H, W), decoded piece by piece (memory does not grow with
+    the length)."""
+    from vqtok.io.video import write_video
+
+    def frames():  # noqa: ANN202 - uint8 (H, W, 3) frames
+        for piece in tok.decode_chunks(ids[None], size=size):  # (1, 3, n, H, W) in [-1, 1]
+            yield from vqtok.inputs.to_uint8(piece[0])  # (n, H, W, 3) -> frames
+
+    write_video(path, frames(), fps=fps or 24.0)
+
+
+def output_name(source: str, index: int, used: set[str], suffix: str) -> str:
+    """A file name inside the output folder: the source's stem, stripped of anything path-like, made unique."""
+    fallback = f"{'video' if suffix == '.mp4' else 'image'}_{index}"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source.replace("\\", "/")).stem).strip("._") or fallback
+    name, n = f"{stem}{suffix}", 1
+    while name in used:
+        name, n = f"{stem}_{n}{suffix}", n + 1
+    used.add(name)
+    return name

@@ -1,0 +1,64 @@
+"""Turning the SRC arguments of ``vqtok tokenize`` into a sorted list of input files."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from vqtok.errors import InputError
+from vqtok.io.listing import list_files
+
+LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})  # a SRC with one of these suffixes is a list of files
+_GLOB_CHARS = frozenset("*?[")
+
+
+def expand_sources(specs: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """SRC arguments -> the sorted, de-duplicated absolute paths of the files they name.
+
+    Each SRC is one of:
+
+    - a directory: every non-hidden file below it, recursively (files that are not images or videos are kept, so
+      the job reports them as failed instead of leaving them out silently);
+    - a glob pattern (``*``, ``?``, ``[...]``; ``**`` crosses directories): the files it matches;
+    - a file list (.txt, .lst, .list): one path per line, relative paths taken from the list's directory; blank
+      lines and lines starting with ``#`` are skipped; listed files that do not exist are kept (and fail);
+    - any other file: itself.
+
+    Paths are made absolute (symlinks are not resolved): the absolute path is an item's identity in the store.
+
+    Raises:
+        InputError: a SRC that does not exist, or a pattern that matches no file.
+    """
+    found: set[str] = set()
+    for spec in specs:
+        found.update(_expand(str(spec)))
+    return sorted(found)
+
+
+def _expand(spec: str) -> list[str]:
+    path = Path(spec)
+    if path.is_dir():
+        return [os.path.abspath(p) for p in list_files(path, None, "files")]
+    if path.is_file():
+        if path.suffix.lower() in LIST_SUFFIXES:
+            return _read_list(path)
+        return [os.path.abspath(path)]
+    if _GLOB_CHARS & set(spec):
+        matches = [os.path.abspath(p) for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
+        if not matches:
+            raise InputError(f"source pattern {spec!r} matches no files")
+        return matches
+    raise InputError(f"source {spec!r} does not exist (give directories, files, file lists or glob patterns)")
+
+
+def _read_list(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read the file list {str(path)!r}: {e}") from None
+    base = path.parent
+    return [
+        os.path.abspath(base / line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")
+    ]
