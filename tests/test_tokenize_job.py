@@ -250,3 +250,22 @@ def test_two_process_ddp_equals_one_process(models, tmp_path):
         with safe_open(str(shard), framework="pt") as f:
             ranks.add(f.metadata()["rank"])
     assert ranks == {"0", "1"}  # each rank wrote its own shards
+
+
+def test_readme_store_example_runs(models, tmp_path, monkeypatch):
+    import re
+
+    write_images(tmp_path / "data", 3, [(64, 64)])  # 8x8 grids: 65 ids each with the separator
+    assert tokenize(tmp_path / "data", "--model", models["image"], "--out", tmp_path / "tokens") == 0
+    block = next(
+        b
+        for b in re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+        if "TokenStore(" in b
+    )
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(block, "README.md store example", "exec"), scope)
+    assert torch.equal(scope["ids"], scope["item"].ids) and len(scope["dataset"]) == 3
+    packed, store = scope["packed"], scope["store"]
+    assert len(packed) == 3 * 65 // 64 and torch.equal(packed[0], store[0].ids.flatten())
+    assert packed[1][0] == 512 and torch.equal(packed[1][1:], store[1].ids.flatten()[:63])  # SEP, then item 1

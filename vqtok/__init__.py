@@ -6,6 +6,7 @@
 >>> y = tok.decode(ids)   # -> (B, 3, H, W) in [-1, 1]
 >>> vid = vqtok.load("checkpoints/video_tiny")
 >>> ids = vid.encode(v)   # (B, 3, T, H, W) in [-1, 1] -> (B, 1 + (T-1)/4, H/8, W/8) int64
+>>> store = vqtok.TokenStore("tokens/")  # a data set tokenized by `vqtok tokenize`; store[i].ids
 """
 
 from vqtok import inputs, metrics
@@ -13,6 +14,7 @@ from vqtok._version import __version__
 from vqtok.config import PRESETS, TokenizerConfig
 from vqtok.errors import ConfigError, ExportError, FileFormatError, InputError, InputTypeError, VqtokError
 from vqtok.model.quantizer import VectorQuantizer
+from vqtok.store import TokenStore
 from vqtok.tokenizer import Tokenizer, load
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "FileFormatError",
     "InputError",
     "InputTypeError",
+    "TokenStore",
     "Tokenizer",
     "TokenizerConfig",
     "VectorQuantizer",
