@@ -1,4 +1,4 @@
-"""Token store parts without a Lightning run: sources, resolution policy, planning, unit writes, readers, packing."""
+"""Token store parts outside a Trainer run: sources, resolution policy, planning, unit writes, readers, packing."""
 
 from __future__ import annotations
 
@@ -21,16 +21,17 @@ META = StoreMeta(
 )
 
 
-def test_sources_from_folders_globs_and_lists(tmp_path):
+def test_sources_from_folders_globs_and_lists(tmp_path, monkeypatch):
     for name in ["a/1.png", "a/b/2.jpg", "a/.hidden/3.png", "a/.4.png", "c/5.mp4", "c/6.txt"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "list.txt").write_text("# inputs\nc/5.mp4\n\n  a/1.png  \nmissing.png\n")
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     assert expand_sources(["a"]) == [str(tmp_path / "a/1.png"), str(tmp_path / "a/b/2.jpg")]
     assert expand_sources(["c/*.mp4", "a/**/*.jpg"]) == [str(tmp_path / "a/b/2.jpg"), str(tmp_path / "c/5.mp4")]
     listed = expand_sources([tmp_path / "list.txt", "a/1.png"])  # duplicates collapse; missing files are kept
     assert listed == [str(tmp_path / p) for p in ["a/1.png", "c/5.mp4", "missing.png"]]
+    assert expand_sources(["a", "c"], exclude="a/b") == [str(tmp_path / p) for p in ["a/1.png", "c/5.mp4", "c/6.txt"]]
     with pytest.raises(InputError, match="does not exist"):
         expand_sources(["nowhere"])
     with pytest.raises(InputError, match="matches no files"):
@@ -138,6 +139,11 @@ def test_planning_keeps_unfinished_units_and_skips_stored_inputs(tmp_path):
     assert second.units[2].sources == ["/data/5.png"]
     assert (second.already_stored, second.resumed_units) == (2, 2)
     assert [u.name for u in run_units(store)] == ["u0000000", "u0000002", "u0000003"]
+    with pytest.raises(FileFormatError, match="unfinished"):
+        merge(store)  # never merges (or deletes shards) while planned units are missing
+
+    (store / "plan.jsonl").unlink()  # lost: new units must not reuse the name of a finished one
+    assert [u.name for u in plan_run(store, ["/data/9.png"], 2, retry_failed=False).units] == ["u0000002"]
 
 
 def test_a_store_is_locked_while_a_job_writes_it(tmp_path):
@@ -161,3 +167,13 @@ def test_reader_errors_name_the_problem(tmp_path):
     (tmp_path / "other" / "x.jpg").write_bytes(b"x")
     with pytest.raises(ConfigError, match="not a token store"):
         open_store(tmp_path / "other", META)
+
+
+def test_file_names_that_are_not_utf8_round_trip(tmp_path):
+    store = tmp_path / "store"
+    open_store(store, META)
+    name = os.fsdecode(b"/data/caf\xe9.png")  # a Latin-1 name as os.walk returns it (surrogate escape)
+    (unit,) = plan_run(store, [name], 2, retry_failed=False).units
+    _write_unit(store, unit, [(2, 2)])
+    merge(store)
+    assert TokenStore(store).records[0].source == name and os.fsencode(name) == b"/data/caf\xe9.png"

@@ -52,6 +52,8 @@ def tokenize_command(args: argparse.Namespace) -> int:
     try:
         from vqtok.pretokenize import Resolution, TokenizeOptions, tokenize_to_store
     except ImportError as e:
+        if not (e.name or "").startswith(("lightning", "tqdm")):
+            raise
         raise InputError(f"vqtok tokenize needs the training extra: pip install 'vqtok[train]' ({e})") from None
     options = TokenizeOptions(
         sources=args.sources,

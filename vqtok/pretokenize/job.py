@@ -16,7 +16,7 @@ import torch
 from vqtok._version import __version__
 from vqtok.errors import InputError
 from vqtok.pretokenize.lightning import EncodeModule, InputDataModule, ItemProgress, StoreWriter
-from vqtok.pretokenize.plan import check_store, count_results, merge
+from vqtok.pretokenize.plan import check_store, count_results, merge, wait_for_units
 from vqtok.pretokenize.resolution import Resolution
 from vqtok.pretokenize.sources import expand_sources
 from vqtok.store.layout import DTYPE_NAMES, STORE_FILE, StoreMeta, ids_dtype
@@ -95,7 +95,13 @@ def store_meta(tokenizer: Tokenizer, options: TokenizeOptions) -> StoreMeta:
         num_codes=tokenizer.codebook_size,
         ids_dtype=DTYPE_NAMES[ids_dtype(tokenizer.codebook_size)],
         video=tokenizer.is_video,
-        preprocess={**options.resolution.to_dict(), "max_frames": options.max_frames},
+        # everything that changes the ids: a store is only extended or resumed with the same settings
+        preprocess={
+            **options.resolution.to_dict(),
+            "max_frames": options.max_frames,
+            "dtype": options.dtype,
+            "chunk_frames": options.chunk_frames if tokenizer.is_video else None,
+        },
         vqtok_version=__version__,
     )
 
@@ -110,10 +116,17 @@ def tokenize_to_store(options: TokenizeOptions) -> Summary | None:
         InputError: a source that does not exist or matches nothing, or an invalid option.
         ConfigError: the store was made by another model or with other preprocessing, or is in use.
     """
-    sources = expand_sources(options.sources)
+    store = Path(options.out)
+    sources = expand_sources(options.sources, exclude=store)
     tokenizer = load(options.model, device="cpu", dtype=DTYPES[options.dtype], chunk_frames=options.chunk_frames)
     meta = store_meta(tokenizer, options)
-    store = Path(options.out)
+    if tokenizer.is_video:
+        try:
+            import av  # noqa: F401 - fail now, not on every video
+        except ImportError as e:
+            raise InputError(
+                f"{options.model!r} is a video tokenizer: reading videos needs pip install 'vqtok[video]' ({e})"
+            ) from None
     if (store / STORE_FILE).exists():
         check_store(store, meta)  # on every rank, before any process group is set up: fail fast and clearly
     writer = StoreWriter(store, meta, shard_bytes=int(options.shard_mb * 2**20))
@@ -152,10 +165,11 @@ def tokenize_to_store(options: TokenizeOptions) -> Summary | None:
             warnings.filterwarnings("ignore", message=".*across ranks is zero.*")  # a rank with nothing left to do
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # Lightning/torch 2.13
             trainer.predict(module, datamodule=data, return_predictions=False)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.barrier()  # every rank has committed its units
         if not trainer.is_global_zero:
             return None
+        # No collective barrier (its timeout would end a long, unbalanced job): rank 0 waits for the other ranks'
+        # part files on the shared store, then merges.
+        wait_for_units(store, data.plan.units if data.plan else [])
         merge(store)
     finally:
         data.close()

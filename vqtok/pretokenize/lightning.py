@@ -33,6 +33,7 @@ class EncodeModule(L.LightningModule):
 
     def __init__(self, model: VQVAE, dtype: torch.dtype, chunk_frames: int) -> None:
         super().__init__()
+        self.allow_zero_length_dataloader_with_multiple_devices = True  # a rank may have no units left
         self.model = model
         self.dtype_ = dtype
         self.chunk_frames = chunk_frames
@@ -49,18 +50,28 @@ class EncodeModule(L.LightningModule):
         return results
 
     def _encode_group(self, pixels: torch.Tensor, metas: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """pixels (n, 3, [T,] H, W): float in [-1, 1] (images) or uint8 (videos) -> ids per input, or errors."""
+        """pixels (n, 3, [T,] H, W): float in [-1, 1] (images) or uint8 (videos) -> ids per input, or errors.
+
+        A group that fails as a whole (out of memory, or any error from one bad input) is retried one input at a
+        time, so only the inputs that fail alone are recorded as failed and the job goes on.
+        """
         assert self.tokenizer is not None
-        x = pixels.float() / 127.5 - 1.0 if pixels.dtype == torch.uint8 else pixels
+        error = ""
         try:
+            x = pixels.float() / 127.5 - 1.0 if pixels.dtype == torch.uint8 else pixels
             ids = self.tokenizer.encode(x).cpu()  # (n, [t,] h, w)
+            return [{**m, "ids": ids[k]} for k, m in enumerate(metas)]
         except torch.OutOfMemoryError:
-            if len(metas) == 1:
-                return [_failure(metas[0], f"out of memory encoding an input of size {tuple(pixels.shape[1:])}")]
-            return [r for k in range(len(metas)) for r in self._encode_group(pixels[k : k + 1], metas[k : k + 1])]
-        except VqtokError as e:
-            return [_failure(m, str(e)) for m in metas]
-        return [{**m, "ids": ids[k]} for k, m in enumerate(metas)]
+            error = f"out of memory encoding an input of size {tuple(pixels.shape[1:])}"
+        except Exception as e:  # noqa: BLE001 - recorded against the input, never fatal to the job
+            error = str(e) if isinstance(e, VqtokError) else f"encoding failed ({type(e).__name__}: {e})"
+        # Outside the except block, so the failed call's activations are freed before the retries.
+        x = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(metas) == 1:
+            return [_failure(metas[0], error)]
+        return [r for k in range(len(metas)) for r in self._encode_group(pixels[k : k + 1], metas[k : k + 1])]
 
 
 def _failure(meta: dict[str, Any], error: str) -> dict[str, Any]:
@@ -163,6 +174,7 @@ class InputDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.prepare_data_per_node = False  # one plan for all nodes: the store is on a shared file system
+        self.allow_zero_length_dataloader_with_multiple_devices = True
         self.store, self.sources, self.meta, self.resolution = store, sources, meta, resolution
         self.unit_items, self.batch_size, self.num_workers = unit_items, batch_size, num_workers
         self.retry_failed, self.max_frames = retry_failed, max_frames

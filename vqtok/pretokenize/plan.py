@@ -9,11 +9,13 @@ resumed run writes the same shards, offsets and manifest as an uninterrupted one
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vqtok.errors import ConfigError
+from vqtok.errors import ConfigError, FileFormatError
 from vqtok.store.layout import (
     ERRORS_FILE,
     MANIFEST_FILE,
@@ -28,6 +30,8 @@ from vqtok.store.layout import (
     write_json_atomic,
     write_jsonl_atomic,
 )
+
+logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"  # the units of the current run, in order: every rank reads its share from here
 
@@ -53,14 +57,20 @@ def open_store(store: Path, meta: StoreMeta) -> None:
     """Create the store, or check that an existing one was made by the same model and preprocessing."""
     if (store / "store.json").exists():
         check_store(store, meta)
+        make_dirs(store)
         return
     if store.exists() and not store.is_dir():
         raise ConfigError(f"the output {store} exists and is not a directory")
     if store.is_dir() and any(p for p in store.iterdir() if not p.name.startswith(".")):
         raise ConfigError(f"{store} is a non-empty directory that is not a token store; choose a new --out")
-    for sub in (store, store / PARTS_DIR, store / SHARDS_DIR):
-        sub.mkdir(parents=True, exist_ok=True)
-    meta.save(store)
+    store.mkdir(parents=True, exist_ok=True)
+    meta.save(store)  # first: a kill right after leaves a store, not a "non-empty directory"
+    make_dirs(store)
+
+
+def make_dirs(store: Path) -> None:
+    for sub in (store / PARTS_DIR, store / SHARDS_DIR):
+        sub.mkdir(exist_ok=True)
 
 
 def check_store(store: Path, meta: StoreMeta) -> None:
@@ -91,8 +101,9 @@ def plan_run(store: Path, sources: list[str], unit_items: int, retry_failed: boo
     unfinished = [u for u in units if u.name not in finished]
     planned = {s for u in unfinished for s in u.sources}
     new = [s for s in sources if s not in stored and s not in planned and (retry_failed or s not in failed)]
+    first = 1 + max((int(name[1:]) for name in finished | {u.name for u in units}), default=-1)
     new_units = [
-        Unit(f"u{len(units) + k:07d}", new[i : i + unit_items]) for k, i in enumerate(range(0, len(new), unit_items))
+        Unit(f"u{first + k:07d}", new[i : i + unit_items]) for k, i in enumerate(range(0, len(new), unit_items))
     ]
     if new_units:
         write_jsonl_atomic(store / PLAN_FILE, [{"unit": u.name, "sources": u.sources} for u in units + new_units])
@@ -103,7 +114,7 @@ def plan_run(store: Path, sources: list[str], unit_items: int, retry_failed: boo
         units=run_units,
         requested=len(sources),
         already_stored=len(requested & stored),
-        failed_before=0 if retry_failed else len(requested & failed - planned),
+        failed_before=0 if retry_failed else len(requested & (failed - planned)),
         resumed_units=len(unfinished),
     )
 
@@ -117,6 +128,11 @@ def read_plan(store: Path) -> list[Unit]:
 
 def run_units(store: Path) -> list[Unit]:
     """The units of the current run, as rank 0 planned them (every rank calls this after planning)."""
+    if not (store / RUN_FILE).exists():
+        raise ConfigError(
+            f"{store / RUN_FILE} is missing on this node: rank 0 writes the plan there, so the store must be on a "
+            "file system every node shares"
+        )
     names = json.loads((store / RUN_FILE).read_text())["units"]
     by_name = {u.name: u for u in read_plan(store)}
     return [by_name[name] for name in names]
@@ -126,25 +142,50 @@ def finished_units(store: Path) -> set[str]:
     return {p.stem for p in (store / PARTS_DIR).glob("*.jsonl")}
 
 
+def wait_for_units(store: Path, units: list[Unit], poll: float = 1.0) -> None:
+    """Block until every unit has its part file (the other ranks write theirs on the shared store)."""
+    missing = [u.name for u in units]
+    waited = 0.0
+    while missing:
+        missing = [name for name in missing if not (store / PARTS_DIR / f"{name}.jsonl").exists()]
+        if missing:
+            if waited and waited % 60 < poll:
+                logger.info("waiting for %d unit(s) from other ranks, e.g. %s", len(missing), missing[0])
+            time.sleep(poll)
+            waited += poll
+
+
 def merge(store: Path) -> None:
-    """Rebuild manifest.jsonl and errors.jsonl from every finished unit, and delete what no unit references
-    (shards of units killed before they were committed, temporary files of killed writes)."""
+    """Rebuild manifest.jsonl and errors.jsonl from every finished unit, and delete what no finished unit
+    references (shards of units killed before they were committed, temporary files of killed writes).
+
+    Raises:
+        FileFormatError: a planned unit has no part file, or an input is stored twice (never deletes then).
+    """
+    finished = finished_units(store)
+    unfinished = [u.name for u in read_plan(store) if u.name not in finished]
+    if unfinished:
+        raise FileFormatError(
+            f"{store}: {len(unfinished)} planned unit(s) are unfinished (e.g. {unfinished[0]}); "
+            "rerun the same command to finish them"
+        )
     records: dict[str, ItemRecord] = {}
     errors: dict[str, ErrorRecord] = {}
     for part in sorted((store / PARTS_DIR).glob("*.jsonl")):
         for r in part_records(part):
             if isinstance(r, ItemRecord):
-                assert r.source not in records, f"{r.source} is stored twice"
+                if r.source in records:
+                    raise FileFormatError(f"{store}: {r.source} is stored twice ({records[r.source].shard}, {r.shard})")
                 records[r.source] = r
             else:
                 errors[r.source] = r  # a later unit's failure replaces an earlier one
     write_jsonl_atomic(store / MANIFEST_FILE, [records[s].to_json() for s in sorted(records)])
     write_jsonl_atomic(store / ERRORS_FILE, [vars(errors[s]) for s in sorted(errors) if s not in records])
     referenced = {r.shard for r in records.values()}
-    for path in (store / SHARDS_DIR).iterdir():
-        if f"{SHARDS_DIR}/{path.name}" not in referenced:
+    for path in (store / SHARDS_DIR).glob("*.safetensors"):
+        if f"{SHARDS_DIR}/{path.name}" not in referenced and path.name.split("-")[0] in finished:
             path.unlink()
-    for directory in (store, store / PARTS_DIR):
+    for directory in (store, store / PARTS_DIR, store / SHARDS_DIR):
         for path in directory.glob(".*.tmp"):
             path.unlink()
 

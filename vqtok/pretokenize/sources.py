@@ -14,7 +14,7 @@ LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})  # a SRC with one of these 
 _GLOB_CHARS = frozenset("*?[")
 
 
-def expand_sources(specs: Iterable[str | os.PathLike[str]]) -> list[str]:
+def expand_sources(specs: Iterable[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None) -> list[str]:
     """SRC arguments -> the sorted, de-duplicated absolute paths of the files they name.
 
     Each SRC is one of:
@@ -27,6 +27,7 @@ def expand_sources(specs: Iterable[str | os.PathLike[str]]) -> list[str]:
     - any other file: itself.
 
     Paths are made absolute (symlinks are not resolved): the absolute path is an item's identity in the store.
+    Files inside ``exclude`` (the output store, when it lies inside a source folder) are left out.
 
     Raises:
         InputError: a SRC that does not exist, or a pattern that matches no file.
@@ -34,6 +35,9 @@ def expand_sources(specs: Iterable[str | os.PathLike[str]]) -> list[str]:
     found: set[str] = set()
     for spec in specs:
         found.update(_expand(str(spec)))
+    if exclude is not None:
+        inside = os.path.join(os.path.abspath(exclude), "")
+        found = {p for p in found if not p.startswith(inside)}
     return sorted(found)
 
 

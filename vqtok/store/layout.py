@@ -161,7 +161,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, object]]:
 def write_jsonl_atomic(path: Path | str | os.PathLike, values: Iterable[object]) -> None:
     with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for value in values:
-            f.write(json.dumps(value, ensure_ascii=False) + "\n")
+            f.write(json.dumps(value) + "\n")  # ASCII: file names that are not UTF-8 round-trip
 
 
 def part_records(path: Path) -> Iterator[ItemRecord | ErrorRecord]:

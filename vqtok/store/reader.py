@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -64,10 +65,15 @@ class TokenStore:
     def __len__(self) -> int:
         return len(self.records)
 
+    def __getstate__(self) -> dict:
+        """Picklable for spawned DataLoader workers: open shard handles stay behind."""
+        return {**self.__dict__, "_shards": OrderedDict()}
+
     def __getitem__(self, key: int | str | os.PathLike[str]) -> StoreItem:
-        i = self.index_of(key) if isinstance(key, (str, os.PathLike)) else key
-        if not isinstance(i, int) or isinstance(i, bool):
-            raise InputError(f"index a TokenStore with an int or a source path, not {type(key).__name__}")
+        try:
+            i = self.index_of(key) if isinstance(key, (str, os.PathLike)) else operator.index(key)
+        except TypeError:
+            raise InputError(f"index a TokenStore with an int or a source path, not {type(key).__name__}") from None
         if not -len(self) <= i < len(self):
             raise IndexError(f"item {i} out of range for a store of {len(self)} items")
         record = self.records[i]
