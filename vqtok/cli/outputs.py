@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from torch import Tensor
 
 import vqtok
 from vqtok.io.images import save_image
+
+
+def write_decoded(
+    tok: vqtok.Tokenizer, items: Iterable[tuple[int, str, Tensor, tuple[int, ...], float | None]], out_dir: Path
+) -> None:
+    """Decode ``(index, source, ids, size, fps)`` items into ``out_dir``: (h, w) ids as PNGs, (t, h, w) as MP4s,
+    named after their sources (made safe and unique), each cropped to ``size``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for i, source, ids, size, fps in items:
+        if ids.ndim == 3:
+            path = out_dir / output_name(source, i, used, ".mp4")
+            write_decoded_video(tok, ids, size, fps, path)
+        else:
+            path = out_dir / output_name(source, i, used, ".png")
+            write_decoded_image(tok, ids, size, path)
+        print(f"wrote {path}")
 
 
 def write_decoded_image(tok: vqtok.Tokenizer, ids: Tensor, size: tuple[int, ...], path: Path) -> None:

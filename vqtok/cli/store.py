@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 import vqtok
-from vqtok.cli.outputs import output_name, write_decoded_image, write_decoded_video
+from vqtok.cli.outputs import write_decoded
 from vqtok.errors import ExportError, InputError
 from vqtok.store import TokenStore
 
@@ -92,18 +92,8 @@ def detokenize_command(args: argparse.Namespace) -> int:
         raise InputError(e.args[0]) from None
     if args.limit is not None:
         indices = list(indices)[: args.limit]
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
-    for i in indices:
-        item = store[i]
-        if item.ids.ndim == 3:
-            path = out_dir / output_name(item.source, i, used, ".mp4")
-            write_decoded_video(tok, item.ids, item.input_size, item.fps, path)
-        else:
-            path = out_dir / output_name(item.source, i, used, ".png")
-            write_decoded_image(tok, item.ids, item.input_size, path)
-        print(f"wrote {path}")
+    items = ((i, store[i]) for i in indices)  # read one at a time while decoding
+    write_decoded(tok, ((i, it.source, it.ids, it.input_size, it.fps) for i, it in items), Path(args.out))
     return 0
 
 

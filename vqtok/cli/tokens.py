@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 import vqtok
-from vqtok.cli.outputs import output_name, write_decoded_image, write_decoded_video
+from vqtok.cli.outputs import write_decoded
 from vqtok.token_file import TokenItem, load_tokens, save_tokens
 
 
@@ -51,15 +51,5 @@ def _encode_file(tok: vqtok.Tokenizer, path: str) -> TokenItem:
 def decode_command(args: argparse.Namespace) -> int:
     tok = vqtok.load(args.model, device=args.device)
     _, items = load_tokens(args.tokens, fingerprint=tok.fingerprint)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
-    for i, item in enumerate(items):
-        if item.ids.ndim == 3:
-            path = out_dir / output_name(item.source, i, used, ".mp4")
-            write_decoded_video(tok, item.ids, item.size, item.fps, path)
-        else:
-            path = out_dir / output_name(item.source, i, used, ".png")
-            write_decoded_image(tok, item.ids, item.size, path)
-        print(f"wrote {path}")
+    write_decoded(tok, ((i, it.source, it.ids, it.size, it.fps) for i, it in enumerate(items)), Path(args.out))
     return 0

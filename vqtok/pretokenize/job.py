@@ -141,8 +141,6 @@ def tokenize_to_store(options: TokenizeOptions) -> Summary | None:
         num_workers=options.num_workers,
         retry_failed=options.retry_failed,
         max_frames=options.max_frames,
-        writer=writer,
-        progress=progress,
     )
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available: ..." chatter
     trainer = L.Trainer(

@@ -88,10 +88,12 @@ class StoreWriter(BasePredictionWriter):
         self.shard_bytes = shard_bytes
         self.units: dict[str, UnitWriter] = {}  # this rank's unfinished units
 
-    def expect(self, units: list[Unit], rank: int) -> None:
-        """The units this rank will receive results for."""
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """After the data module's setup: a writer for each unit this rank will receive results for."""
+        rank = trainer.global_rank
         self.units = {
-            u.name: UnitWriter(self.store, u.name, len(u.sources), self.meta, self.shard_bytes, rank) for u in units
+            u.name: UnitWriter(self.store, u.name, len(u.sources), self.meta, self.shard_bytes, rank)
+            for u in trainer.datamodule.units
         }
 
     def write_on_batch_end(
@@ -120,7 +122,6 @@ class ItemProgress(Callback):
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.total = 0
         self.bar: tqdm | None = None
         self.started = self.finished = 0.0
 
@@ -128,7 +129,7 @@ class ItemProgress(Callback):
         self.started = time.perf_counter()
         if self.enabled and trainer.is_global_zero:
             self.bar = tqdm(
-                total=self.total,
+                total=sum(len(u.sources) for u in trainer.datamodule.units),  # this rank's inputs
                 unit="item",
                 desc="tokenize",
                 dynamic_ncols=True,
@@ -169,8 +170,6 @@ class InputDataModule(L.LightningDataModule):
         num_workers: int,
         retry_failed: bool,
         max_frames: int | None,
-        writer: StoreWriter,
-        progress: ItemProgress,
     ) -> None:
         super().__init__()
         self.prepare_data_per_node = False  # one plan for all nodes: the store is on a shared file system
@@ -178,7 +177,6 @@ class InputDataModule(L.LightningDataModule):
         self.store, self.sources, self.meta, self.resolution = store, sources, meta, resolution
         self.unit_items, self.batch_size, self.num_workers = unit_items, batch_size, num_workers
         self.retry_failed, self.max_frames = retry_failed, max_frames
-        self.writer, self.progress = writer, progress
         self.plan: Plan | None = None  # rank 0 only
         self.units: list[Unit] = []  # this rank's units
         self._lock: int | None = None
@@ -197,8 +195,6 @@ class InputDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         rank, world = self.trainer.global_rank, self.trainer.world_size
         self.units = run_units(self.store)[rank::world]
-        self.writer.expect(self.units, rank)
-        self.progress.total = sum(len(u.sources) for u in self.units)
 
     def predict_dataloader(self) -> DataLoader:
         entries = [Entry(u.name, s) for u in self.units for s in u.sources]

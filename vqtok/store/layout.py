@@ -16,6 +16,7 @@ Every file is written atomically (temporary file, fsync, rename): a reader sees 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -100,10 +101,7 @@ class ItemRecord:
     @property
     def length(self) -> int:
         """Number of ids in the grid."""
-        n = 1
-        for v in self.grid:
-            n *= v
-        return n
+        return math.prod(self.grid)
 
     def to_json(self) -> dict:
         d = asdict(self)

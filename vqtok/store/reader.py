@@ -77,8 +77,7 @@ class TokenStore:
         if not -len(self) <= i < len(self):
             raise IndexError(f"item {i} out of range for a store of {len(self)} items")
         record = self.records[i]
-        fps = record.fps
-        return StoreItem(self.ids(i), record.source, tuple(record.size), tuple(record.input_size), fps)
+        return StoreItem(self.ids(i), record.source, tuple(record.size), tuple(record.input_size), record.fps)
 
     def __iter__(self) -> Iterator[StoreItem]:
         for i in range(len(self)):
