@@ -10,7 +10,7 @@ import numpy as np
 # Codec -> (pixel format, encoder options) used when the caller gives none. libx264rgb at crf 0 is lossless.
 _DEFAULTS: dict[str, tuple[str, dict[str, str]]] = {
     "libx264rgb": ("rgb24", {"crf": "0", "preset": "ultrafast"}),
-    "libx264": ("yuv420p", {"threads": "1"}),  # B-frames; one thread: the same bytes every run
+    "libx264": ("yuv420p", {"threads": "1"}),  # B-frames; one thread (the bytes can still differ a little)
     "libvpx-vp9": ("yuv420p", {"deadline": "realtime", "cpu-used": "8", "crf": "10", "b": "0"}),
     "ffv1": ("bgr0", {}),
 }
@@ -131,6 +131,21 @@ def write_truncated_mp4(path: Path, faststart: bool, num_frames: int = 20) -> Pa
     return path
 
 
+def write_truncated_avi(path: Path, num_frames: int = 20) -> Path:
+    """An H.264 AVI cut inside the payload of its frame at 3/4 (losing the idx1 index at the end).
+
+    Cut by the packet's position, not at a fixed fraction of the size: x264's bytes vary a little between runs,
+    and a cut that lands in the 8-byte header between two packets leaves a shorter AVI with only whole frames.
+    """
+    full = write_test_video(path.with_name(f"full-{path.name}"), random_frames(num_frames, 32, 32), codec="libx264")
+    with av.open(str(full)) as container:
+        packets = [(packet.pos, packet.size) for packet in container.demux(video=0) if packet.size]
+    pos, size = packets[len(packets) * 3 // 4]
+    path.write_bytes(full.read_bytes()[: pos + size // 2])
+    full.unlink()
+    return path
+
+
 def write_growing_h264(path: Path, small: int = 2, large: int = 10) -> Path:
     """A raw H.264 stream whose frames grow from 32x32 to 64x64 after ``small`` frames (two streams back to back):
     it probes fine, and fails part-way when the frame size matters (a clip spanning the change, a pixel limit)."""
@@ -155,10 +170,7 @@ def broken_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     cases["corrupt"] = (tmp_path / "corrupt.mp4", "not a video file")
     cases["truncated"] = (write_truncated_mp4(tmp_path / "truncated.mp4", faststart=False), "truncated")
     cases["truncated_faststart"] = (write_truncated_mp4(tmp_path / "cut_fast.mp4", faststart=True), "truncated")
-    avi = write_test_video(tmp_path / "full.avi", random_frames(20, 32, 32), codec="libx264")
-    (tmp_path / "truncated.avi").write_bytes(avi.read_bytes()[: avi.stat().st_size * 3 // 4])
-    avi.unlink()
-    cases["truncated_avi"] = (tmp_path / "truncated.avi", "truncated")
+    cases["truncated_avi"] = (write_truncated_avi(tmp_path / "truncated.avi"), "truncated")
     (tmp_path / "empty.mp4").write_bytes(b"")
     cases["empty"] = (tmp_path / "empty.mp4", "empty")
     cases["audio_only"] = (write_audio_only(tmp_path / "audio_only.mp4"), "no video stream")
