@@ -27,8 +27,10 @@ from vqtok.inputs import ImageInput, VideoInput, id_batch, image_batch, video_ba
 from vqtok.model.causal import streaming
 from vqtok.model.vqvae import VQVAE
 from vqtok.temporal import frame_chunks, latent_chunks
+from vqtok.tiling import decode_tiled, encode_tiled
 
 DEFAULT_CHUNK_FRAMES = 8  # frames per streamed chunk of a video (after the first, which has one more)
+DEFAULT_TILE_SIZE = 512  # pixels: larger images are encoded and decoded in overlapping tiles of this side
 
 # Where short names such as "tiny" are looked up: the checkout's checkpoints/ folder.
 CHECKPOINT_DIRS = (Path(__file__).resolve().parent.parent / "checkpoints",)
@@ -42,19 +44,30 @@ class Tokenizer:
     (B, 3, T, H, W) in [-1, 1] -> ids (B, 1 + ceil((T-1)/r), H/f, W/f), r = :attr:`temporal_downsample`, and runs
     them through chunks of ``chunk_frames`` frames, so memory does not grow with the length. Everything runs under
     ``torch.inference_mode``; the nearest-code lookup is always fp32 whatever ``dtype`` the convolutions use.
+    Images larger than ``tile_size`` pixels on a side are encoded and decoded in overlapping tiles of that side
+    (see :mod:`vqtok.tiling`), so memory stays bounded; ``tile_size=None`` never tiles.
     A tokenizer streams one video at a time: do not interleave two :meth:`decode_chunks` iterators.
     """
 
     def __init__(
-        self, model: VQVAE, device: torch.device, dtype: torch.dtype, chunk_frames: int = DEFAULT_CHUNK_FRAMES
+        self,
+        model: VQVAE,
+        device: torch.device,
+        dtype: torch.dtype,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+        tile_size: int | None = DEFAULT_TILE_SIZE,
     ) -> None:
-        r = model.config.temporal_downsample
+        r, f = model.config.temporal_downsample, model.config.downsample
         if not isinstance(chunk_frames, int) or chunk_frames < 1 or chunk_frames % r:
             raise InputError(f"chunk_frames must be a positive multiple of the temporal factor {r}, got {chunk_frames}")
+        if tile_size is not None and (not isinstance(tile_size, int) or tile_size < 8 * f or tile_size % f):
+            raise InputError(f"tile_size must be None or a multiple of the downsampling factor {f}, at least {8 * f}, "
+                             f"got {tile_size!r}")  # fmt: skip
         self.model = model
         self.device = device
         self.dtype = dtype
         self.chunk_frames = chunk_frames
+        self.tile_size = tile_size
 
     @property
     def config(self) -> TokenizerConfig:
@@ -118,7 +131,25 @@ class Tokenizer:
         x = _pad_to_multiple(x, self.downsample).to(self.dtype)
         if self.is_video:
             return self.model.encode(x[:, :, None]).ids[:, 0]  # an image is a 1-frame video
+        x = x.contiguous(memory_format=torch.channels_last)  # the layout the image model's weights are in
+        if self._tiles(x.shape[-2:]):
+            return encode_tiled(self._encode_images, x, self.downsample, *self._tiles(x.shape[-2:]))
+        return self._encode_images(x)
+
+    def _encode_images(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) in this tokenizer's dtype, H and W multiples of f -> ids (B, H/f, W/f)."""
         return self.model.encode(x).ids
+
+    def _decode_images(self, ids: Tensor) -> Tensor:
+        """ids (B, h, w) on this tokenizer's device -> unclamped float32 (B, 3, h*f, w*f)."""
+        return self.model.decode_ids(ids).float()
+
+    def _tiles(self, size: tuple[int, int]) -> tuple[int, int] | None:
+        """(tile side, overlap) in latents when an image of ``size`` (H, W) pixels is processed in tiles."""
+        if self.tile_size is None or self.is_video or max(size) <= self.tile_size:
+            return None
+        side = self.tile_size // self.downsample
+        return side, max(1, side // 8)
 
     @torch.inference_mode()
     def encode_video_file(self, path: str | os.PathLike) -> EncodedVideo:
@@ -165,8 +196,14 @@ class Tokenizer:
         if ids.ndim == 4:
             return torch.cat(list(self.decode_chunks(ids, size)), dim=2)
         ids = ids.to(self.device)
-        y = self.model.decode_ids(ids[:, None] if self.is_video else ids).float().clamp(-1, 1)
-        y = y[:, :, 0] if self.is_video else y  # (B, 3, H, W)
+        f = self.downsample
+        if self.is_video:
+            y = self.model.decode_ids(ids[:, None]).float()[:, :, 0]  # an image is a 1-frame video
+        elif self._tiles((ids.shape[-2] * f, ids.shape[-1] * f)):
+            y = decode_tiled(self._decode_images, ids, f, *self._tiles((ids.shape[-2] * f, ids.shape[-1] * f)))
+        else:
+            y = self._decode_images(ids)
+        y = y.clamp(-1, 1)  # (B, 3, H, W)
         if size is not None:
             H, W = _crop_size(size, tuple(y.shape[-2:]))
             y = y[..., :H, :W]
@@ -289,6 +326,7 @@ def load(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    tile_size: int | None = DEFAULT_TILE_SIZE,
 ) -> Tokenizer:
     """Load an exported tokenizer (a directory written by ``vqtok export``, or a short name).
 
@@ -298,6 +336,9 @@ def load(
         dtype: dtype of the convolutions (float32, bfloat16, float16); the codebook lookup stays fp32.
         chunk_frames: video tokenizers only: frames per streamed chunk (a multiple of the temporal factor);
             larger chunks use more memory, and give the same ids.
+        tile_size: image tokenizers only: images with a side longer than this many pixels are encoded and
+            decoded in overlapping tiles of this side (memory bounded by the tile; ids and pixels then differ
+            slightly from an untiled pass, see the README's performance section). ``None`` never tiles.
     """
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise InputError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
@@ -311,4 +352,6 @@ def load(
     for name, module in model.named_children():
         if name != "quantizer":
             module.to(dtype)
-    return Tokenizer(model, device, dtype, chunk_frames)
+    if not model.config.video:
+        model.to(memory_format=torch.channels_last)  # NHWC convolutions are faster in oneDNN and cuDNN
+    return Tokenizer(model, device, dtype, chunk_frames, tile_size)

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from vqtok.allocator import keep_freed_memory
 from vqtok.cli import demo, store, tokens
 from vqtok.errors import VqtokError
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _configure_logging()
+    keep_freed_memory()  # large activations are reused instead of page-faulted in afresh for every batch
     if argv and argv[0] in LIGHTNING_COMMANDS:
         return _run_lightning(argv)
     args = build_parser().parse_args(argv)

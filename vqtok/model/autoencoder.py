@@ -6,6 +6,7 @@ Images: (B, C, H, W). Video (``video=True``): causal 3D over (B, C, T, H, W), wh
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -54,7 +55,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.mid(self.levels(self.conv_in(x)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(F.silu(self.norm_out(h), inplace=not torch.is_grad_enabled()))
 
 
 class Decoder(nn.Module):
@@ -94,4 +95,4 @@ class Decoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.levels(self.mid(self.conv_in(z)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(F.silu(self.norm_out(h), inplace=not torch.is_grad_enabled()))

@@ -4,6 +4,7 @@ weights inflate into a video model (see :mod:`vqtok.model.inflate`)."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
@@ -43,9 +44,10 @@ class ResnetBlock(nn.Module):
         return self._forward(x)
 
     def _forward(self, x: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return self.skip(x) + h
+        inplace = not torch.is_grad_enabled()  # inference: reuse the fresh norm/conv outputs, no new activations
+        h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
+        h = self.conv2(F.silu(self.norm2(h), inplace=inplace))
+        return h.add_(self.skip(x)) if inplace else self.skip(x) + h
 
 
 class AttentionBlock(nn.Module):
@@ -85,15 +87,36 @@ class Downsample(nn.Module):
         return self.conv(F.pad(x, (0, 1, 0, 1)))
 
 
+# Which 3x3 kernel rows (or columns) reach input row i-1+r of a nearest-2x-upsampled image from output row 2i+a:
+# _PHASE_TAPS[a, r, k] = 1 if kernel row k does. Phase 0 sees rows i-1 (k=0) and i (k=1, 2); phase 1 sees
+# rows i (k=0, 1) and i+1 (k=2).
+_PHASE_TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])  # (2, 2, 3)
+
+
 class Upsample(nn.Module):
-    """Nearest 2x upsampling then a 3x3 conv: (H, W) -> (2H, 2W)."""
+    """Nearest 2x upsampling then a 3x3 conv: (H, W) -> (2H, 2W), computed without the upsampled image.
+
+    Each of the four output phases (2i+a, 2j+b) is a 2x2 conv of the input, with the 3x3 kernel's taps that land
+    on the same input pixel summed: 16 taps at the low resolution instead of 9 at four times as many pixels
+    (2.25x fewer FLOPs, and no 4x-sized intermediate). The parameter is still the 3x3 ``conv``.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        B, C, h, w = x.shape
+        taps = _PHASE_TAPS.to(self.conv.weight)
+        kernel = torch.einsum("ark,oikl,bsl->aboirs", taps, self.conv.weight, taps).reshape(4 * C, C, 2, 2)
+        y = F.conv2d(x, kernel, self.conv.bias.repeat(4), padding=1)  # (B, 4C, h+1, w+1): phase (a, b) at a, b
+        y = y.permute(0, 2, 3, 1)  # (B, h+1, w+1, 4C)
+        out = x.new_empty(B, h, 2, w, 2, C)  # (B, h, a, w, b, C): row 2i+a, column 2j+b, channels last
+        for a in (0, 1):
+            for b in (0, 1):
+                phase = 2 * a + b
+                out[:, :, a, :, b] = y[:, a : a + h, b : b + w, phase * C : (phase + 1) * C]
+        return out.reshape(B, 2 * h, 2 * w, C).permute(0, 3, 1, 2)  # (B, C, 2h, 2w), channels-last in memory
 
 
 class MidBlock(nn.Sequential):

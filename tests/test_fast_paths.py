@@ -1,0 +1,112 @@
+"""The inference fast paths (channels-last layout, in-place activations, sub-pixel upsampling, tiles, the
+allocator setting) keep the tokens and the pictures: they are checked against the plain formulation."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import vqtok
+from vqtok.allocator import keep_freed_memory
+from vqtok.inputs import image_batch
+from vqtok.metrics import psnr
+from vqtok.model.blocks import Upsample
+from vqtok.tiling import decode_tiled, encode_tiled, tile_starts
+from vqtok.training.data.procedural import render_dead_leaves
+
+
+class PlainUpsample(Upsample):
+    """The textbook form: upsample the image, then convolve it."""
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+def plain_copy(tok: vqtok.Tokenizer) -> vqtok.Tokenizer:
+    """The same weights in contiguous (NCHW) layout with textbook upsampling, run with autograd on (no in-place)."""
+    model = vqtok.load("tiny", tile_size=None).model
+    model.load_state_dict(tok.model.state_dict())
+    model.to(memory_format=torch.contiguous_format)
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is Upsample:
+                plain = PlainUpsample(child.conv.in_channels)
+                plain.load_state_dict(child.state_dict())
+                setattr(parent, name, plain)
+    return vqtok.Tokenizer(model, tok.device, tok.dtype, tile_size=None)
+
+
+def test_subpixel_upsampling_equals_upsample_then_conv_with_gradients():
+    torch.manual_seed(0)
+    fast = Upsample(6).double()
+    plain = PlainUpsample(6).double()
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 6, 5, 7, dtype=torch.double, requires_grad=True)
+    y_fast, y_plain = fast(x), plain(x)
+    assert y_fast.shape == (2, 6, 10, 14)
+    torch.testing.assert_close(y_fast, y_plain, rtol=0, atol=1e-12)
+    grads_fast = torch.autograd.grad(y_fast.square().sum(), [x, fast.conv.weight, fast.conv.bias])
+    grads_plain = torch.autograd.grad(y_plain.square().sum(), [x, plain.conv.weight, plain.conv.bias])
+    for a, b in zip(grads_fast, grads_plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def test_fast_inference_gives_the_plain_models_ids_and_pixels():
+    image = render_dead_leaves(np.random.default_rng(7), 256)  # (256, 256, 3) uint8
+    fast = vqtok.load("tiny")
+    plain = plain_copy(fast)
+    ids = fast.encode(image)
+    with torch.enable_grad():  # the plain path: autograd on, so no in-place activation
+        plain_ids = plain.model.encode(image_batch(image, 3)).ids
+        plain_pixels = plain.model.decode_ids(plain_ids).clamp(-1, 1)
+    assert torch.equal(ids, plain_ids)
+    torch.testing.assert_close(fast.decode(ids), plain_pixels.detach(), rtol=0, atol=1e-4)
+
+
+def test_tiles_cover_the_grid_and_an_untiled_size_is_unchanged():
+    assert tile_starts(10, 16, 2) == [0]
+    assert tile_starts(40, 16, 2) == [0, 12, 24]  # spread evenly, the last flush with the far edge
+    assert tile_starts(21, 8, 2) == [0, 4, 9, 13]
+    image = render_dead_leaves(np.random.default_rng(1), 256)
+    untiled, tiled = vqtok.load("tiny", tile_size=None), vqtok.load("tiny", tile_size=256)
+    assert torch.equal(tiled.encode(image), untiled.encode(image))  # not larger than a tile: one pass
+
+
+def test_tiled_round_trip_of_a_large_image_keeps_its_quality():
+    image = render_dead_leaves(np.random.default_rng(3), 768)
+    x = image_batch(image, 3)
+    untiled, tiled = vqtok.load("tiny", tile_size=None), vqtok.load("tiny")  # the default: tiles of 512
+    ids_untiled, ids_tiled = untiled.encode(image), tiled.encode(image)
+    assert ids_tiled.shape == ids_untiled.shape == (1, 96, 96)
+    quality_untiled = psnr(untiled.decode(ids_untiled), x)
+    quality_tiled = psnr(tiled.decode(ids_tiled), x)
+    assert abs(quality_tiled - quality_untiled) < 0.05  # dB: tiling costs no measurable quality
+    # Decoding the same ids in tiles: no seam, the blend stays close to the one-pass picture.
+    assert psnr(tiled.decode(ids_untiled), untiled.decode(ids_untiled)) > 32
+
+
+def test_tiled_helpers_reassemble_a_position_model_exactly():
+    """With a model that reads each position's own value, tiles must give back every position exactly once."""
+    f, h, w = 4, 13, 21
+    positions = (torch.arange(h)[:, None] * w + torch.arange(w)[None, :]).expand(2, h, w)  # (2, h, w)
+    x = F.interpolate(positions[:, None].float(), scale_factor=f).expand(2, 3, h * f, w * f)  # each block: its number
+
+    def encode(tile):  # (B, 3, h'f, w'f) -> (B, h', w'): the number written in each block
+        return F.avg_pool2d(tile[:, :1], f)[:, 0].round().long()
+
+    def decode(ids):  # (B, h', w') -> (B, 1, h'f, w'f)
+        return F.interpolate(ids[:, None].float(), scale_factor=f)
+
+    assert torch.equal(encode_tiled(encode, x, f, 8, 2), positions)
+    torch.testing.assert_close(decode_tiled(decode, positions, f, 8, 2), decode(positions), rtol=1e-6, atol=0)
+
+
+def test_keep_freed_memory_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("VQTOK_KEEP_FREED_MEMORY", "0")
+    assert keep_freed_memory() is False
+
+
+@pytest.mark.parametrize("size", [0, 12, 100])
+def test_a_bad_tile_size_is_refused(size):
+    with pytest.raises(vqtok.InputError, match="tile_size must be None or a multiple"):
+        vqtok.load("tiny", tile_size=size)

@@ -1,0 +1,90 @@
+"""Overlapping spatial tiles, so large images are encoded and decoded in memory bounded by the tile size.
+
+Tiles are laid out on the latent grid: ``size`` latents a side, as few as cover the grid with at least
+``overlap`` latents shared by neighbours, spread evenly. Encoding keeps, from each tile, the ids of the positions nearer
+its centre than any other tile's (each overlap is split at its middle), so no id comes from near a tile's border.
+Decoding blends the tiles' pixels with linear ramps across each overlap; the ramps of two neighbours sum to one,
+so the blend needs no normalisation and shows no seam.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+
+def tile_starts(n: int, size: int, overlap: int) -> list[int]:
+    """Starts of the fewest tiles of ``size`` that cover [0, n) overlapping by at least ``overlap`` (< size)."""
+    if n <= size:
+        return [0]
+    count = math.ceil((n - overlap) / (size - overlap))  # the fewest tiles that overlap enough
+    return [round(k * (n - size) / (count - 1)) for k in range(count)]  # spread evenly, the last flush with n
+
+
+def _cores(starts: list[int], size: int, n: int) -> list[tuple[int, int]]:
+    """[begin, end) of each tile's share of [0, n): overlaps split at their middle."""
+    cuts = [(later + earlier + size) // 2 for earlier, later in zip(starts, starts[1:], strict=False)]
+    bounds = [0, *cuts, n]
+    return list(zip(bounds, bounds[1:], strict=False))
+
+
+def _ramps(starts: list[int], size: int, scale: int, like: Tensor) -> list[Tensor]:
+    """Per tile, its blend weight (size * scale,) along one axis: 1 inside, a linear ramp across each overlap."""
+    weights = []
+    for k, start in enumerate(starts):
+        w = torch.ones(size * scale, dtype=like.dtype, device=like.device)
+        if k > 0:  # fade in across the overlap with the previous tile
+            n = (starts[k - 1] + size - start) * scale
+            w[:n] = (torch.arange(n, dtype=like.dtype, device=like.device) + 0.5) / n
+        if k + 1 < len(starts):  # fade out across the overlap with the next tile
+            n = (start + size - starts[k + 1]) * scale
+            w[-n:] = 1 - (torch.arange(n, dtype=like.dtype, device=like.device) + 0.5) / n
+        weights.append(w)
+    return weights
+
+
+def encode_tiled(encode: Callable[[Tensor], Tensor], x: Tensor, f: int, size: int, overlap: int) -> Tensor:
+    """Encode images x (B, C, H, W), H and W multiples of f, tile by tile -> ids (B, H/f, W/f).
+
+    Args:
+        encode: images (B, C, h*f, w*f) -> ids (B, h, w).
+        f: the spatial downsampling factor.
+        size: tile side in latents.
+        overlap: minimum overlap of neighbouring tiles in latents.
+    """
+    h, w = x.shape[-2] // f, x.shape[-1] // f
+    rows, cols = tile_starts(h, size, overlap), tile_starts(w, size, overlap)
+    ids = torch.empty(x.shape[0], h, w, dtype=torch.long, device=x.device)
+    for top, (r0, r1) in zip(rows, _cores(rows, size, h), strict=True):
+        for left, (c0, c1) in zip(cols, _cores(cols, size, w), strict=True):
+            tile = x[..., top * f : (top + size) * f, left * f : (left + size) * f]
+            tile_ids = encode(tile)  # (B, <=size, <=size)
+            ids[:, r0:r1, c0:c1] = tile_ids[:, r0 - top : r1 - top, c0 - left : c1 - left]
+    return ids
+
+
+def decode_tiled(decode: Callable[[Tensor], Tensor], ids: Tensor, f: int, size: int, overlap: int) -> Tensor:
+    """Decode ids (B, h, w) tile by tile -> float32 pixels (B, C, h*f, w*f), tiles blended across overlaps.
+
+    Args:
+        decode: ids (B, h', w') -> float pixels (B, C, h'*f, w'*f).
+        f, size, overlap: as for :func:`encode_tiled`.
+    """
+    h, w = ids.shape[-2:]
+    rows, cols = tile_starts(h, size, overlap), tile_starts(w, size, overlap)
+    out: Tensor | None = None
+    row_weights = col_weights = None
+    for i, top in enumerate(rows):
+        for j, left in enumerate(cols):
+            y = decode(ids[:, top : top + size, left : left + size]).float()  # (B, C, th*f, tw*f)
+            if out is None:
+                out = y.new_zeros(y.shape[0], y.shape[1], h * f, w * f)
+                row_weights = _ramps(rows, min(size, h), f, y)
+                col_weights = _ramps(cols, min(size, w), f, y)
+            weight = row_weights[i][:, None] * col_weights[j][None, :]  # (th*f, tw*f)
+            out[..., top * f : top * f + y.shape[-2], left * f : left * f + y.shape[-1]] += y * weight
+    assert out is not None
+    return out
