@@ -49,7 +49,9 @@ def train_step_flops(module: TokenizerTraining, x: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
-def training_throughput(config_path: str, steps: int, batch_size: int, image_size: int, precision: str) -> dict:
+def training_throughput(
+    config_path: str, steps: int, batch_size: int, image_size: int, precision: str, accelerator: str = "cpu"
+) -> dict:
     """images/s of real TokenizerTraining steps (manual optimisation, both optimizers once the GAN is on)."""
     import lightning as L
 
@@ -67,7 +69,7 @@ def training_throughput(config_path: str, steps: int, batch_size: int, image_siz
             stamps.append(time.perf_counter())
 
     trainer = L.Trainer(
-        accelerator="cpu",
+        accelerator=accelerator,
         devices=1,
         precision=precision,
         max_epochs=1,
@@ -81,7 +83,7 @@ def training_throughput(config_path: str, steps: int, batch_size: int, image_siz
     trainer.fit(module, train_dataloaders=loader)
     per_batch = sorted(b - a for a, b in zip(stamps[3:-1], stamps[4:]))  # GAN steps after warm-up
     median = per_batch[len(per_batch) // 2]
-    flops = train_step_flops(module, next(iter(loader))["images"])
+    flops = train_step_flops(module, next(iter(loader))["images"].to(module.device))
     return {
         "config": config_path,
         "precision": precision,

@@ -110,3 +110,13 @@ def test_keep_freed_memory_can_be_turned_off(monkeypatch):
 def test_a_bad_tile_size_is_refused(size):
     with pytest.raises(vqtok.InputError, match="tile_size must be None or a multiple"):
         vqtok.load("tiny", tile_size=size)
+
+
+def test_vqtok_bench_runs_the_suite_from_the_checkout():
+    """``vqtok bench`` hands its arguments to ``python -m bench`` in the checkout (``--help``: no peers needed)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "vqtok.cli.main", "bench", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "python -m bench" in out.stdout and "quantizer,tokenizer,training,memory,precision,compile" in out.stdout

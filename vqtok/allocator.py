@@ -27,7 +27,7 @@ _M_MMAP_THRESHOLD = -3
 
 _MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the reusable heap
 _TRIM_THRESHOLD = 1 << 40  # never give the heap top back
-_TOP_PAD = 64 << 20  # grow the heap 64 MiB at a time
+_TOP_PAD = 1 << 30  # grow the heap 1 GiB (of address space) at a time: fewer, larger extensions
 
 
 def keep_freed_memory() -> bool:

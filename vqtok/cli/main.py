@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
+from pathlib import Path
 
 from vqtok.allocator import keep_freed_memory
 from vqtok.cli import demo, store, tokens
@@ -22,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in LIGHTNING_COMMANDS:
         sub.add_parser(name, help=f"{name} with the Lightning CLI (needs vqtok[train]); see vqtok {name} --help")
+    sub.add_parser("bench", help="the benchmark suite in bench/ of a source checkout (see vqtok bench --help)")
     exp = sub.add_parser("export", help="export a training checkpoint to config.json + safetensors")
     exp.add_argument("ckpt", help="a .ckpt written by vqtok fit (e.g. runs/NAME/checkpoints/last.ckpt)")
     exp.add_argument("out_dir", help="directory to write (replaced atomically if it is an earlier export)")
@@ -37,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # large activations are reused instead of page-faulted in afresh for every batch
     if argv and argv[0] in LIGHTNING_COMMANDS:
         return _run_lightning(argv)
+    if argv and argv[0] == "bench":
+        return _run_bench(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "export":
@@ -52,6 +57,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     build_parser().print_help()
     return 1
+
+
+def _run_bench(argv: list[str]) -> int:
+    """``python -m bench ARGS`` in the source checkout this vqtok runs from (the suite is not in the wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "bench" / "__main__.py").is_file():
+        print(
+            f"vqtok bench: error: the benchmark suite lives in bench/ of a source checkout, not beside {root}; "
+            'clone the repository and pip install -e ".[bench]"',
+            file=sys.stderr,
+        )
+        return 2
+    return subprocess.run([sys.executable, "-m", "bench", *argv], cwd=root).returncode
 
 
 def _configure_logging() -> None:
