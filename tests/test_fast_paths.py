@@ -1,5 +1,5 @@
-"""The inference fast paths (channels-last layout, in-place activations, sub-pixel upsampling, tiles, the
-allocator setting) keep the tokens and the pictures: they are checked against the plain formulation."""
+"""The fast paths (channels-last layout, in-place activations, sub-pixel upsampling, time-sliced causal convs,
+tiles, the allocator setting) keep the tokens and the pictures: they are checked against the plain formulation."""
 
 import numpy as np
 import pytest
@@ -8,9 +8,12 @@ import torch.nn.functional as F
 
 import vqtok
 from vqtok.allocator import keep_freed_memory
+from vqtok.config import TokenizerConfig
 from vqtok.inputs import image_batch
 from vqtok.metrics import psnr
 from vqtok.model.blocks import Upsample
+from vqtok.model.causal import CausalConv3d, Downsample3d, FrameGroupNorm, Upsample3d
+from vqtok.model.vqvae import VQVAE
 from vqtok.tiling import decode_tiled, encode_tiled, tile_starts
 from vqtok.training.data.procedural import render_dead_leaves
 
@@ -120,3 +123,59 @@ def test_vqtok_bench_runs_the_suite_from_the_checkout():
     out = subprocess.run([sys.executable, "-m", "vqtok.cli.main", "bench", "--help"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "python -m bench" in out.stdout and "quantizer,tokenizer,training,memory,precision,compile" in out.stdout
+
+
+class PlainUpsample3d(Upsample3d):
+    """The textbook form: upsample the clip (time too when temporal), then the causal conv."""
+
+    def __init__(self, channels: int, temporal: bool) -> None:
+        super().__init__(channels, temporal)
+        self.conv = CausalConv3d(channels, channels, 3)
+
+    def forward(self, x):
+        scale = (2.0, 2.0, 2.0) if self.temporal else (1.0, 2.0, 2.0)
+        x = F.interpolate(x, scale_factor=scale, mode="nearest")
+        return self.conv(x[:, :, 1:] if self.temporal else x)
+
+
+@pytest.mark.parametrize("temporal", [False, True])
+def test_subpixel_video_upsampling_equals_upsample_then_causal_conv(temporal):
+    torch.manual_seed(0)
+    fast, plain = Upsample3d(5, temporal).double(), PlainUpsample3d(5, temporal).double()
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 5, 3, 4, 6, dtype=torch.double, requires_grad=True)
+    y_fast, y_plain = fast(x), plain(x)
+    assert y_fast.shape == (2, 5, 5 if temporal else 3, 8, 12)
+    torch.testing.assert_close(y_fast, y_plain, rtol=0, atol=1e-12)
+    grads_fast = torch.autograd.grad(y_fast.square().sum(), [x, fast.conv.weight])
+    grads_plain = torch.autograd.grad(y_plain.square().sum(), [x, plain.conv.weight])
+    for a, b in zip(grads_fast, grads_plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    with torch.no_grad():  # the inference path (time slices, no padded copies)
+        torch.testing.assert_close(fast(x), y_plain, rtol=0, atol=1e-12)
+
+
+def test_video_layers_in_inference_equal_their_training_form():
+    """Causal convs in time slices and frame-by-frame norms (inference) against the whole-tensor forms."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 8, 9, 10, 12, dtype=torch.double)
+    layers = [CausalConv3d(8, 6, 3), Downsample3d(8, temporal=True), FrameGroupNorm(4, 8), CausalConv3d(8, 6, 1)]
+    for layer in layers:
+        layer.double()
+        with torch.enable_grad():
+            expected = layer(x)
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), expected, rtol=0, atol=1e-12)
+
+
+def test_a_tiled_video_streams_each_tile_like_one_pass():
+    """With tiles, chunked streaming still equals one call over the clip: every tile keeps its own stream."""
+    torch.manual_seed(0)
+    model = VQVAE(TokenizerConfig.from_name("video_tiny")).eval().requires_grad_(False)
+    clip = torch.rand(1, 3, 17, 72, 136) * 2 - 1  # (B, 3, T, H, W): 2 x 3 tiles of 64 pixels
+    short = vqtok.Tokenizer(model, torch.device("cpu"), torch.float32, chunk_frames=4, tile_size=64)
+    whole = vqtok.Tokenizer(model, torch.device("cpu"), torch.float32, chunk_frames=16, tile_size=64)
+    ids = short.encode(clip)
+    assert ids.shape == (1, 5, 9, 17)
+    assert torch.equal(ids, whole.encode(clip))
+    torch.testing.assert_close(short.decode(ids), whole.decode(ids), rtol=0, atol=1e-5)

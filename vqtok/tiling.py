@@ -47,30 +47,36 @@ def _ramps(starts: list[int], size: int, scale: int, like: Tensor) -> list[Tenso
 
 
 def encode_tiled(encode: Callable[[Tensor], Tensor], x: Tensor, f: int, size: int, overlap: int) -> Tensor:
-    """Encode images x (B, C, H, W), H and W multiples of f, tile by tile -> ids (B, H/f, W/f).
+    """Encode images x (B, C, H, W) or videos (B, C, T, H, W), H and W multiples of f, tile by tile -> ids
+    (B, [t,] H/f, W/f). Tiles are visited in the same order every call (row by row), so a caller can keep
+    per-tile state across the chunks of a video.
 
     Args:
-        encode: images (B, C, h*f, w*f) -> ids (B, h, w).
+        encode: pixels (B, C, [T,] h*f, w*f) -> ids (B, [t,] h, w).
         f: the spatial downsampling factor.
         size: tile side in latents.
         overlap: minimum overlap of neighbouring tiles in latents.
     """
     h, w = x.shape[-2] // f, x.shape[-1] // f
     rows, cols = tile_starts(h, size, overlap), tile_starts(w, size, overlap)
-    ids = torch.empty(x.shape[0], h, w, dtype=torch.long, device=x.device)
+    ids: Tensor | None = None
     for top, (r0, r1) in zip(rows, _cores(rows, size, h), strict=True):
         for left, (c0, c1) in zip(cols, _cores(cols, size, w), strict=True):
             tile = x[..., top * f : (top + size) * f, left * f : (left + size) * f]
-            tile_ids = encode(tile)  # (B, <=size, <=size)
-            ids[:, r0:r1, c0:c1] = tile_ids[:, r0 - top : r1 - top, c0 - left : c1 - left]
+            tile_ids = encode(tile)  # (B, [t,] <=size, <=size)
+            if ids is None:
+                ids = tile_ids.new_empty(*tile_ids.shape[:-2], h, w)
+            ids[..., r0:r1, c0:c1] = tile_ids[..., r0 - top : r1 - top, c0 - left : c1 - left]
+    assert ids is not None
     return ids
 
 
 def decode_tiled(decode: Callable[[Tensor], Tensor], ids: Tensor, f: int, size: int, overlap: int) -> Tensor:
-    """Decode ids (B, h, w) tile by tile -> float32 pixels (B, C, h*f, w*f), tiles blended across overlaps.
+    """Decode ids (B, [t,] h, w) tile by tile -> float32 pixels (B, C, [T,] h*f, w*f), blended across overlaps;
+    tiles in the same order as :func:`encode_tiled`.
 
     Args:
-        decode: ids (B, h', w') -> float pixels (B, C, h'*f, w'*f).
+        decode: ids (B, [t,] h', w') -> float pixels (B, C, [T,] h'*f, w'*f).
         f, size, overlap: as for :func:`encode_tiled`.
     """
     h, w = ids.shape[-2:]
@@ -79,9 +85,9 @@ def decode_tiled(decode: Callable[[Tensor], Tensor], ids: Tensor, f: int, size: 
     row_weights = col_weights = None
     for i, top in enumerate(rows):
         for j, left in enumerate(cols):
-            y = decode(ids[:, top : top + size, left : left + size]).float()  # (B, C, th*f, tw*f)
+            y = decode(ids[..., top : top + size, left : left + size]).float()  # (B, C, [T,] th*f, tw*f)
             if out is None:
-                out = y.new_zeros(y.shape[0], y.shape[1], h * f, w * f)
+                out = y.new_zeros(*y.shape[:-2], h * f, w * f)
                 row_weights = _ramps(rows, min(size, h), f, y)
                 col_weights = _ramps(cols, min(size, w), f, y)
             weight = row_weights[i][:, None] * col_weights[j][None, :]  # (th*f, tw*f)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from vqtok.config import TokenizerConfig
 from vqtok.errors import ExportError, InputError
 from vqtok.export import load_export
 from vqtok.inputs import ImageInput, VideoInput, id_batch, image_batch, video_batch
-from vqtok.model.causal import streaming
+from vqtok.model.causal import TileStreams, streaming
 from vqtok.model.vqvae import VQVAE
 from vqtok.temporal import frame_chunks, latent_chunks
 from vqtok.tiling import decode_tiled, encode_tiled
@@ -44,8 +45,9 @@ class Tokenizer:
     (B, 3, T, H, W) in [-1, 1] -> ids (B, 1 + ceil((T-1)/r), H/f, W/f), r = :attr:`temporal_downsample`, and runs
     them through chunks of ``chunk_frames`` frames, so memory does not grow with the length. Everything runs under
     ``torch.inference_mode``; the nearest-code lookup is always fp32 whatever ``dtype`` the convolutions use.
-    Images larger than ``tile_size`` pixels on a side are encoded and decoded in overlapping tiles of that side
-    (see :mod:`vqtok.tiling`), so memory stays bounded; ``tile_size=None`` never tiles.
+    Images and videos larger than ``tile_size`` pixels on a side are encoded and decoded in overlapping tiles of
+    that side (see :mod:`vqtok.tiling`; a video keeps one stream per tile), so memory stays bounded;
+    ``tile_size=None`` never tiles.
     A tokenizer streams one video at a time: do not interleave two :meth:`decode_chunks` iterators.
     """
 
@@ -141,12 +143,12 @@ class Tokenizer:
         return self.model.encode(x).ids
 
     def _decode_images(self, ids: Tensor) -> Tensor:
-        """ids (B, h, w) on this tokenizer's device -> unclamped float32 (B, 3, h*f, w*f)."""
+        """ids (B, [t,] h, w) on this tokenizer's device -> unclamped float32 (B, 3, [T,] h*f, w*f)."""
         return self.model.decode_ids(ids).float()
 
     def _tiles(self, size: tuple[int, int]) -> tuple[int, int] | None:
         """(tile side, overlap) in latents when an image of ``size`` (H, W) pixels is processed in tiles."""
-        if self.tile_size is None or self.is_video or max(size) <= self.tile_size:
+        if self.tile_size is None or max(size) <= self.tile_size:
             return None
         side = self.tile_size // self.downsample
         return side, max(1, side // 8)
@@ -179,9 +181,15 @@ class Tokenizer:
         """Stream chunks (B, 3, L, H, W) in [-1, 1] (as :func:`frame_chunks` cuts them) -> ids (B, t, h, w)."""
         ids = []
         with streaming(self.model.encoder):
+            streams = TileStreams(self.model.encoder)
             for chunk in chunks:
                 chunk = _pad_to_multiple(chunk.to(self.device), self.downsample).to(self.dtype)
-                ids.append(self.model.encode(chunk).ids)  # (B, l, h, w)
+                tiles = self._tiles(chunk.shape[-2:])
+                if tiles is None:
+                    ids.append(self.model.encode(chunk).ids)  # (B, l, h, w)
+                else:
+                    encode_tile = _per_tile(streams, lambda tile: self.model.encode(tile).ids)
+                    ids.append(encode_tiled(encode_tile, chunk, self.downsample, *tiles))
         return torch.cat(ids, dim=1)
 
     @torch.inference_mode()
@@ -223,10 +231,16 @@ class Tokenizer:
         r, f = self.temporal_downsample, self.downsample
         T, H, W = (1 + r * (t - 1), h * f, w * f) if size is None else _crop_size(size, (1 + r * (t - 1), h * f, w * f))
         emitted = 0
+        tiles = self._tiles((h * f, w * f))
         with streaming(self.model.decoder):
+            streams = TileStreams(self.model.decoder)
             for part in latent_chunks(t, self.chunk_frames // r):
-                y = self.model.decode_ids(ids[:, part].to(self.device)).float().clamp(-1, 1)  # (B, 3, n, H', W')
-                y = y[:, :, : T - emitted, :H, :W]
+                part_ids = ids[:, part].to(self.device)  # (B, l, h, w)
+                if tiles is None:
+                    y = self._decode_images(part_ids)  # (B, 3, n, H', W')
+                else:
+                    y = decode_tiled(_per_tile(streams, self._decode_images), part_ids, f, *tiles)
+                y = y.clamp(-1, 1)[:, :, : T - emitted, :H, :W]
                 emitted += y.shape[2]
                 if y.shape[2]:
                     yield y
@@ -258,6 +272,17 @@ class Tokenizer:
         return (
             f"Tokenizer(name={c.name!r}, {kind}f={self.downsample}, codebook_size={c.num_codes}, device={self.device})"
         )
+
+
+def _per_tile(streams: TileStreams, run: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``run`` for the tiles of one chunk, each in its own stream; tiles come in the same order every chunk."""
+    order = itertools.count()
+
+    def run_tile(tile: Tensor) -> Tensor:
+        streams.switch(next(order))
+        return run(tile)
+
+    return run_tile
 
 
 @dataclass(frozen=True)
@@ -336,7 +361,7 @@ def load(
         dtype: dtype of the convolutions (float32, bfloat16, float16); the codebook lookup stays fp32.
         chunk_frames: video tokenizers only: frames per streamed chunk (a multiple of the temporal factor);
             larger chunks use more memory, and give the same ids.
-        tile_size: image tokenizers only: images with a side longer than this many pixels are encoded and
+        tile_size: images and video frames with a side longer than this many pixels are encoded and
             decoded in overlapping tiles of this side (memory bounded by the tile; ids and pixels then differ
             slightly from an untiled pass, see the README's performance section). ``None`` never tiles.
     """

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from vqtok.model.causal import CausalConv3d, FrameGroupNorm
+from vqtok.model.subpixel import phase_bias, phase_kernels
 
 
 def group_norm(channels: int, groups: int, video: bool = False) -> nn.GroupNorm:
@@ -87,19 +88,9 @@ class Downsample(nn.Module):
         return self.conv(F.pad(x, (0, 1, 0, 1)))
 
 
-# Which 3x3 kernel rows (or columns) reach input row i-1+r of a nearest-2x-upsampled image from output row 2i+a:
-# _PHASE_TAPS[a, r, k] = 1 if kernel row k does. Phase 0 sees rows i-1 (k=0) and i (k=1, 2); phase 1 sees
-# rows i (k=0, 1) and i+1 (k=2).
-_PHASE_TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])  # (2, 2, 3)
-
-
 class Upsample(nn.Module):
-    """Nearest 2x upsampling then a 3x3 conv: (H, W) -> (2H, 2W), computed without the upsampled image.
-
-    Each of the four output phases (2i+a, 2j+b) is a 2x2 conv of the input, with the 3x3 kernel's taps that land
-    on the same input pixel summed: 16 taps at the low resolution instead of 9 at four times as many pixels
-    (2.25x fewer FLOPs, and no 4x-sized intermediate). The parameter is still the 3x3 ``conv``.
-    """
+    """Nearest 2x upsampling then a 3x3 conv: (H, W) -> (2H, 2W), computed at the input's resolution as four
+    2x2 phase convs (see :mod:`vqtok.model.subpixel`). The parameter is still the 3x3 ``conv``."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -107,9 +98,8 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         B, C, h, w = x.shape
-        taps = _PHASE_TAPS.to(self.conv.weight)
-        kernel = torch.einsum("ark,oikl,bsl->aboirs", taps, self.conv.weight, taps).reshape(4 * C, C, 2, 2)
-        y = F.conv2d(x, kernel, self.conv.bias.repeat(4), padding=1)  # (B, 4C, h+1, w+1): phase (a, b) at a, b
+        kernel, bias = phase_kernels(self.conv.weight), phase_bias(self.conv.bias)  # (4C, C, 2, 2), (4C,)
+        y = F.conv2d(x, kernel, bias, padding=1)  # (B, 4C, h+1, w+1): phase (a, b) starts at row a, column b
         y = y.permute(0, 2, 3, 1)  # (B, h+1, w+1, 4C)
         out = x.new_empty(B, h, 2, w, 2, C)  # (B, h, a, w, b, C): row 2i+a, column 2j+b, channels last
         for a in (0, 1):

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vqtok.model.subpixel import phase_bias, phase_kernels
+
 
 class CausalConv3d(nn.Conv3d):
     """A Conv3d padded toward the past in time (first frame repeated) and with zeros in space.
@@ -52,13 +54,45 @@ class CausalConv3d(nn.Conv3d):
         """(B, C_in, T, H, W) -> (B, C_out, T', H', W')."""
         past = self.kernel_size[0] - 1
         if self._cache is not None:
-            x = torch.cat([self._cache, x], dim=2)  # continue the stream where the last chunk stopped
+            context = self._cache  # continue the stream where the last chunk stopped
         elif past > 0:
-            x = torch.cat([x[:, :, :1].expand(-1, -1, past, -1, -1), x], dim=2)  # (B, C, past + T, H, W)
+            context = x[:, :, :1].expand(-1, -1, past, -1, -1)  # (B, C, past, H, W): the first frame repeated
+        else:
+            context = x[:, :, :0]
         if self.streaming and self.time_context > 0:
-            assert (x.shape[2] - self.kernel_size[0]) % self.stride[0] == 0, "stream chunk out of phase"
-            self._cache = x[:, :, x.shape[2] - self.time_context :].clone()
-        return super().forward(F.pad(x, self.spatial_padding))
+            frames = context.shape[2] + x.shape[2]
+            assert (frames - self.kernel_size[0]) % self.stride[0] == 0, "stream chunk out of phase"
+            self._cache = _frames(context, x, frames - self.time_context, frames).clone()
+        if torch.is_grad_enabled():
+            return self._conv(torch.cat([context, x], dim=2) if context.shape[2] else x)
+        return self._sliced(context, x)
+
+    def _conv(self, x: Tensor) -> Tensor:
+        """The conv over frames already padded in time: (B, C_in, k + s*(n-1), H, W) -> (B, C_out, n, H', W')."""
+        left, right, top, bottom = self.spatial_padding
+        if left == right == top == bottom:  # the conv pads, without a padded copy of x
+            return F.conv3d(x, self.weight, self.bias, self.stride, (0, top, left))
+        return F.conv3d(F.pad(x, self.spatial_padding), self.weight, self.bias, self.stride)
+
+    def _sliced(self, context: Tensor, x: Tensor, step: int = 2) -> Tensor:
+        """Inference: the conv over [context, x] along time, ``step`` output frames at a time, into one output.
+
+        Neither the time-padded input nor a spatially padded copy is ever built in full: each slice takes its
+        input frames as a view of x (or a small concatenation with the context), so a chunk of high-resolution
+        frames costs its output and a few frames more, instead of three copies of its input.
+        """
+        k, s = self.kernel_size[0], self.stride[0]
+        frames = context.shape[2] + x.shape[2]
+        num_out = (frames - k) // s + 1
+        out: Tensor | None = None
+        for first in range(0, num_out, step):
+            last = min(first + step, num_out)
+            y = self._conv(_frames(context, x, first * s, (last - 1) * s + k))  # (B, C_out, last - first, H', W')
+            if out is None:
+                out = y.new_empty(y.shape[0], y.shape[1], num_out, *y.shape[3:])  # (B, C_out, T', H', W')
+            out[:, :, first:last] = y
+        assert out is not None
+        return out
 
     def start_stream(self) -> None:
         self.streaming, self._cache = True, None
@@ -67,12 +101,27 @@ class CausalConv3d(nn.Conv3d):
         self.streaming, self._cache = False, None
 
 
+def _frames(context: Tensor, x: Tensor, start: int, end: int) -> Tensor:
+    """Frames [start, end) of the time concatenation [context, x], copying only when the range spans both."""
+    c = context.shape[2]
+    if start >= c:
+        return x[:, :, start - c : end - c]
+    if end <= c:
+        return context[:, :, start:end]
+    return torch.cat([context[:, :, start:], x[:, :, : end - c]], dim=2)
+
+
 class FrameGroupNorm(nn.GroupNorm):
     """GroupNorm over each frame on its own: statistics never mix frames, so normalisation stays causal."""
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> same shape."""
         B, C, T, H, W = x.shape
+        if not torch.is_grad_enabled():  # inference: frame by frame into one output, no frame-major copy of x
+            out = torch.empty_like(x, memory_format=torch.contiguous_format)
+            for t in range(T):
+                out[:, :, t] = super().forward(x[:, :, t])
+            return out
         frames = x.transpose(1, 2).reshape(B * T, C, H, W)  # (B*T, C, H, W)
         return super().forward(frames).reshape(B, T, C, H, W).transpose(1, 2)
 
@@ -89,6 +138,25 @@ class Downsample3d(nn.Module):
         return self.conv(x)
 
 
+class UpsamplingCausalConv3d(CausalConv3d):
+    """A causal 3x3x3 conv of the nearest-2x spatially upsampled input, computed at the input's resolution as
+    four 3x2x2 phase convs (see :mod:`vqtok.model.subpixel`): (B, C, T, H, W) -> (B, C, T', 2H, 2W). Its weight
+    is the 3x3x3 conv's, and its stream keeps input frames at the low resolution."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, channels, 3, spatial_padding=(1, 1, 1, 1))
+
+    def _conv(self, x: Tensor) -> Tensor:
+        B, C, _, h, w = x.shape
+        y = F.conv3d(x, phase_kernels(self.weight), phase_bias(self.bias), padding=(0, 1, 1))  # (B, 4C, n, h+1, w+1)
+        out = y.new_empty(B, C, y.shape[2], h, 2, w, 2)  # (B, C, n, h, a, w, b): row 2i+a, column 2j+b
+        for a in (0, 1):
+            for b in (0, 1):
+                phase = 2 * a + b
+                out[:, :, :, :, a, :, b] = y[:, phase * C : (phase + 1) * C, :, a : a + h, b : b + w]
+        return out.reshape(B, C, y.shape[2], 2 * h, 2 * w)
+
+
 class Upsample3d(nn.Module):
     """Nearest 2x upsampling then a causal 3x3x3 conv: (T, H, W) -> (T', 2H, 2W).
 
@@ -99,17 +167,16 @@ class Upsample3d(nn.Module):
     def __init__(self, channels: int, temporal: bool) -> None:
         super().__init__()
         self.temporal = temporal
-        self.conv = CausalConv3d(channels, channels, 3)
+        self.conv = UpsamplingCausalConv3d(channels)  # upsamples space itself
         self.streaming = False
         self._started = False  # a stream has passed its first chunk
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.temporal:
-            return self.conv(F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest"))
-        x = F.interpolate(x, scale_factor=(2.0, 2.0, 2.0), mode="nearest")  # (B, C, 2T, 2H, 2W)
-        if not self._started:
-            x = x[:, :, 1:]  # (B, C, 2T - 1, 2H, 2W): frame 0 has no past to fill in between
-        self._started = self.streaming
+        if self.temporal:
+            x = x.repeat_interleave(2, dim=2)  # (B, C, 2T, H, W): each frame twice (nearest in time)
+            if not self._started:
+                x = x[:, :, 1:]  # (B, C, 2T - 1, H, W): frame 0 has no past to fill in between
+            self._started = self.streaming
         return self.conv(x)
 
     def start_stream(self) -> None:
@@ -132,3 +199,26 @@ def streaming(module: nn.Module) -> Iterator[None]:
     finally:
         for m in parts:
             m.end_stream()
+
+
+class TileStreams:
+    """Separate streams for spatial tiles of one video: each tile's convolutions continue from that tile's own
+    previous chunk. Call :meth:`switch` before running a tile, inside ``with streaming(module):``."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.parts = [m for m in module.modules() if isinstance(m, (CausalConv3d, Upsample3d))]
+        self.saved: dict[int, list[tuple[Tensor | None, bool]]] = {}
+        self.current: int | None = None
+
+    def switch(self, tile: int) -> None:
+        """Save the running tile's stream state and restore ``tile``'s (a fresh stream the first time)."""
+        if self.current is not None:
+            self.saved[self.current] = [(getattr(m, "_cache", None), getattr(m, "_started", False)) for m in self.parts]
+        for m, (cache, started) in zip(
+            self.parts, self.saved.get(tile, [(None, False)] * len(self.parts)), strict=True
+        ):
+            if isinstance(m, CausalConv3d):
+                m._cache = cache
+            else:
+                m._started = started
+        self.current = tile
