@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from bench import compiled, memory, precision, quantizer, tokenizer, training
+from bench import compiled, memory, precision, quantizer, tokenizer
 from bench.common import RESULTS, dense_peak, machine
 from vqtok.allocator import keep_freed_memory
 
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def training_section(configs: list[str], device: torch.device, peaks: dict) -> tuple[str, list[dict]]:
     """Real Lightning training steps (GAN on) of each config; bf16-mixed on a GPU, fp32 and bf16 on a CPU."""
+    from bench import training  # Lightning: only for this section
     from bench.common import table
 
     precisions = ["bf16-mixed"] if device.type == "cuda" else ["32-true", "bf16-mixed"]

@@ -91,11 +91,14 @@ def measure_peak(setup: Callable[[], Callable[[], object]]) -> dict[str, float]:
     return {"peak_above_inputs_mib": (peak - before) / 1024, "process_peak_mib": peak / 1024}
 
 
-def in_child(target: str, **kwargs: Any) -> dict[str, Any]:
+def in_child(target: str, keep_freed: bool = True, **kwargs: Any) -> Any:
     """Run ``module:function(**kwargs)`` in a fresh Python process (memory figures start clean there) and return
-    its JSON result, or ``{"error": ...}`` with the reason when it failed (out of memory, a missing peer...)."""
+    its JSON result, or ``{"error": ...}`` with the reason when it failed (out of memory, a missing peer...).
+    ``keep_freed=False`` leaves glibc's allocator at its defaults there: what peak-memory figures should use, as
+    retained free blocks and fragmentation would otherwise count."""
     cmd = [sys.executable, "-m", "bench.common", target, json.dumps(kwargs)]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "VQTOK_KEEP_FREED_MEMORY": "1" if keep_freed else "0"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent)
     if out.returncode:
         tail = (out.stderr.strip().splitlines() or [f"exit code {out.returncode}"])[-1]
         out_of_memory = out.returncode in (-9, 137) or any(

@@ -26,13 +26,13 @@ def procedural_image(size: int, seed: int = 0) -> np.ndarray:
     return np.tile(tile, (reps, reps, 1))[:size, :size]
 
 
-def image_round_trip(model: str, size: int) -> dict[str, Any]:
+def image_round_trip(model: str, size: int, tile_size: int) -> dict[str, Any]:
     """Child-process side: the whole process's peak RSS to load ``model``, encode and decode one image."""
     image = procedural_image(size)
     seconds = {}
 
     def setup():
-        tok = vqtok.load(model)
+        tok = vqtok.load(model, tile_size=tile_size)
 
         def call():
             start = time.perf_counter()
@@ -44,10 +44,10 @@ def image_round_trip(model: str, size: int) -> dict[str, Any]:
     return {**measure_peak(setup), **seconds}
 
 
-def tiling_effect(model: str, size: int = 1024) -> dict[str, float]:
+def tiling_effect(model: str, tile_size: int, size: int = 1024) -> dict[str, float]:
     image = procedural_image(size, seed=1)
     x = image_batch(image, 3)
-    tiled, untiled = vqtok.load(model), vqtok.load(model, tile_size=None)
+    tiled, untiled = vqtok.load(model, tile_size=tile_size), vqtok.load(model)
     ids_t, ids_u = tiled.encode(image), untiled.encode(image)
     rec_t, rec_u = tiled.decode(ids_t), untiled.decode(ids_u)
     return {
@@ -60,8 +60,9 @@ def tiling_effect(model: str, size: int = 1024) -> dict[str, float]:
     }
 
 
-def video_round_trip(model: str | None, seconds: float, chunk_frames: int) -> dict[str, Any]:
+def video_round_trip(model: str | None, seconds: float, chunk_frames: int, tile_size: int) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.video_memory", "--seconds", str(seconds), "--chunk-frames", str(chunk_frames)]
+    cmd += ["--tile-size", str(tile_size)]
     cmd += ["--model", model] if model else []
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     if out.returncode:
@@ -69,10 +70,12 @@ def video_round_trip(model: str | None, seconds: float, chunk_frames: int) -> di
     return json.loads((RESULTS / "video_memory.json").read_text())["rows"][0]
 
 
-def run(model: str, video_model: str | None, video_seconds: float, chunk_frames: int) -> tuple[str, dict[str, Any]]:
-    big = in_child("bench.memory:image_round_trip", model=model, size=4096)
-    tiling = tiling_effect(model)
-    video = video_round_trip(video_model, video_seconds, chunk_frames)
+def run(
+    model: str, video_model: str | None, video_seconds: float, chunk_frames: int, tile_size: int = 512
+) -> tuple[str, dict[str, Any]]:
+    big = in_child("bench.memory:image_round_trip", keep_freed=False, model=model, size=4096, tile_size=tile_size)
+    tiling = tiling_effect(model, tile_size)
+    video = video_round_trip(video_model, video_seconds, chunk_frames, tile_size)
     gb = 2**20 / 1e9  # MiB -> GB
     rows = [
         [

@@ -99,7 +99,10 @@ def run(device: torch.device, repeats: int) -> tuple[str, list[dict[str, Any]]]:
                         for lib in ("vqtok", "peer")
                     }
                     seconds = {lib: s.get(lib, s.get("error")) for lib, s in seconds.items()}
-                memory = {lib: in_child("bench.quantizer:peak", library=lib, **setting) for lib in ("vqtok", "peer")}
+                memory = {
+                    lib: in_child("bench.quantizer:peak", keep_freed=False, library=lib, **setting)
+                    for lib in ("vqtok", "peer")
+                }
             mode = "forward+backward" if train else "inference"
             rows.append({"codes": num_codes, "dim": code_dim, "mode": mode, "seconds": seconds, "memory": memory})
     body = []

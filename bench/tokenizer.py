@@ -3,6 +3,7 @@ architecture: images/s to encode (pixels -> ids), decode (ids -> pixels) and bot
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -16,33 +17,37 @@ SIZES = [256, 512]
 BATCHES = [1, 16]
 
 
-def contenders(tok: vqtok.Tokenizer, peer: torch.nn.Module, x: torch.Tensor) -> dict[str, dict[str, Any]]:
-    """For each library, the three calls on images x (B, 3, S, S) in [-1, 1]."""
-    ids = tok.encode(x)
+def peer_calls(peer: torch.nn.Module, x: torch.Tensor, grid: tuple[int, ...]) -> dict[str, Any]:
+    """VQModel's three calls on images x: encode to its quantizer's ids, decode ids via its codebook, both."""
     with torch.inference_mode():
-        peer_ids = peer.quantize(peer.encode(x).latents)[2][2].reshape(ids.shape)  # (B, h, w)
+        ids = peer.quantize(peer.encode(x).latents)[2][2].reshape(grid)  # (B, h, w)
 
-    def peer_encode():
+    def encode():
         with torch.inference_mode():
             return peer.quantize(peer.encode(x).latents)[2][2]
 
-    def peer_decode(i=peer_ids):
+    def decode(i=ids):
         with torch.inference_mode():
             shape = (*i.shape, peer.quantize.vq_embed_dim)  # (B, h, w, D); it returns (B, D, h, w)
             z_q = peer.quantize.get_codebook_entry(i.flatten(), shape)
             return peer.decode(z_q, force_not_quantize=True).sample
 
+    return {"encode": encode, "decode": decode, "encode+decode": lambda: decode(encode().reshape(grid))}
+
+
+def contenders(tok: vqtok.Tokenizer, peer: torch.nn.Module, x: torch.Tensor) -> dict[str, dict[str, Any]]:
+    """For each contender, the three calls on images x (B, 3, S, S) in [-1, 1]: vqtok, VQModel as its
+    documentation runs it (NCHW), and VQModel with its weights and input channels-last (as vqtok runs)."""
+    ids = tok.encode(x)
+    peer_cl = copy.deepcopy(peer).to(memory_format=torch.channels_last)
     return {
         "vqtok": {
             "encode": lambda: tok.encode(x),
             "decode": lambda: tok.decode(ids),
             "encode+decode": lambda: tok.decode(tok.encode(x)),
         },
-        "peer": {
-            "encode": peer_encode,
-            "decode": peer_decode,
-            "encode+decode": lambda: peer_decode(peer_encode().reshape(ids.shape)),
-        },
+        "peer": peer_calls(peer, x, tuple(ids.shape)),
+        "peer_cl": peer_calls(peer_cl, x.contiguous(memory_format=torch.channels_last), tuple(ids.shape)),
     }
 
 
@@ -113,20 +118,24 @@ def run(model: str, device: torch.device, repeats: int, peak_conv: float) -> tup
     rate = in_child("bench.tokenizer:conv_rate", model=model, size=256, batch=16) if device.type == "cpu" else {}
     conv = rate.get("conv_flops_per_s")
     config = vqtok.load(model).config
-    body = [
-        [
-            r["size"],
-            r["batch"],
-            r["mode"],
-            f"{r['images_per_s']['vqtok']:.2f}",
-            f"{r['images_per_s']['peer']:.2f}",
-            f"**{ratio(r['images_per_s']['vqtok'], r['images_per_s']['peer'])}**",
-            f"{r['vqtok_flops_per_image'] / 1e9:.1f}",
-            f"{r['vqtok_achieved_flops'] / 1e12:.3f}",
-            f"{100 * r['vqtok_achieved_flops'] / peak_conv:.0f}%",
-        ]
-        for r in rows
-    ]
+    body = []
+    for r in rows:
+        speed = r["images_per_s"]
+        body.append(
+            [
+                r["size"],
+                r["batch"],
+                r["mode"],
+                f"{speed['vqtok']:.2f}",
+                f"{speed['peer']:.2f}",
+                f"**{ratio(speed['vqtok'], speed['peer'])}**",
+                f"{speed['peer_cl']:.2f}",
+                ratio(speed["vqtok"], speed["peer_cl"]),
+                f"{r['vqtok_flops_per_image'] / 1e9:.1f}",
+                f"{r['vqtok_achieved_flops'] / 1e12:.3f}",
+                f"{100 * r['vqtok_achieved_flops'] / peak_conv:.0f}%",
+            ]
+        )
     headers = [
         "size",
         "batch",
@@ -134,6 +143,8 @@ def run(model: str, device: torch.device, repeats: int, peak_conv: float) -> tup
         "vqtok img/s",
         "VQModel img/s",
         "vqtok / VQModel",
+        "VQModel CL img/s",
+        "vqtok / VQModel CL",
         "GFLOP/img",
         "vqtok TFLOP/s",
         "of conv peak",
@@ -149,8 +160,9 @@ def run(model: str, device: torch.device, repeats: int, peak_conv: float) -> tup
     text = (
         f"### Tokenizer: `{model}` (fp32) vs diffusers VQModel, matched: {matched_description(config)}\n\n"
         "vqtok through `vqtok.load`/`encode`/`decode` (ids out, pixels back); VQModel through `encode` + its "
-        "quantizer's ids, and `get_codebook_entry` + `decode`, NCHW as its documentation runs it. Each size "
-        "and batch in a fresh process, the two libraries timed in turns. FLOPs counted by torch's "
+        "quantizer's ids, and `get_codebook_entry` + `decode`, NCHW as its documentation runs it, and again with "
+        "its weights and input channels-last (CL, the layout vqtok runs in). Each size and batch in a fresh "
+        "process, the contenders timed in turns. FLOPs counted by torch's "
         "FlopCounterMode on vqtok's call.\n\n" + conv_line + table(headers, body)
     )
     return text, rows + [{"conv_flops_per_s": conv}]

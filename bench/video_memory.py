@@ -43,7 +43,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run_child(model: str, clip: str, chunk_frames: int) -> dict:
+def run_child(model: str, clip: str, chunk_frames: int, tile_size: int | None) -> dict:
     """In this (fresh) process: encode the clip from its file, decode the ids straight into an MP4."""
     import numpy as np
     import torch
@@ -52,7 +52,7 @@ def run_child(model: str, clip: str, chunk_frames: int) -> dict:
     from vqtok.io.video import write_video
 
     torch.set_num_threads(os.cpu_count() or 1)
-    tok = vqtok.load(model, chunk_frames=chunk_frames)
+    tok = vqtok.load(model, chunk_frames=chunk_frames, tile_size=tile_size)
     rss_loaded = peak_rss_mb()
     t = time.perf_counter()
     video = tok.encode_video_file(clip)
@@ -99,10 +99,11 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=24.0)
     parser.add_argument("--size", default="720x1280", help="HxW of the clips")
     parser.add_argument("--chunk-frames", type=int, default=8)
+    parser.add_argument("--tile-size", type=int, default=512, help="spatial tiles in pixels; 0: untiled")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_child(args.model, args.child, args.chunk_frames)))
+        print(json.dumps(run_child(args.model, args.child, args.chunk_frames, args.tile_size or None)))
         return
     height, width = map(int, args.size.lower().split("x"))
     load = os.getloadavg()[0]
@@ -112,7 +113,8 @@ def main() -> None:
         for seconds in args.seconds:
             clip = make_clip(seconds, args.fps, height, width)
             cmd = [sys.executable, "-m", "bench.video_memory", "--child", str(clip), "--model", model]
-            out = subprocess.run([*cmd, "--chunk-frames", str(args.chunk_frames)], capture_output=True, text=True)
+            cmd += ["--chunk-frames", str(args.chunk_frames), "--tile-size", str(args.tile_size)]
+            out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
                 sys.exit(f"benchmark child failed:\n{out.stderr}")
             rows.append({"seconds": seconds, "fps": args.fps, **json.loads(out.stdout.splitlines()[-1])})

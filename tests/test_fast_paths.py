@@ -63,7 +63,9 @@ def test_fast_inference_gives_the_plain_models_ids_and_pixels():
         plain_ids = plain.model.encode(image_batch(image, 3)).ids
         plain_pixels = plain.model.decode_ids(plain_ids).clamp(-1, 1)
     assert torch.equal(ids, plain_ids)
-    torch.testing.assert_close(fast.decode(ids), plain_pixels.detach(), rtol=0, atol=1e-4)
+    pixels = fast.decode(ids)
+    assert pixels.is_contiguous()  # NCHW for the caller, whatever layout the model ran in
+    torch.testing.assert_close(pixels, plain_pixels.detach(), rtol=0, atol=1e-4)
 
 
 def test_tiles_cover_the_grid_and_an_untiled_size_is_unchanged():
@@ -78,7 +80,7 @@ def test_tiles_cover_the_grid_and_an_untiled_size_is_unchanged():
 def test_tiled_round_trip_of_a_large_image_keeps_its_quality():
     image = render_dead_leaves(np.random.default_rng(3), 768)
     x = image_batch(image, 3)
-    untiled, tiled = vqtok.load("tiny", tile_size=None), vqtok.load("tiny")  # the default: tiles of 512
+    untiled, tiled = vqtok.load("tiny"), vqtok.load("tiny", tile_size=512)  # 768 px: 2 x 2 tiles
     ids_untiled, ids_tiled = untiled.encode(image), tiled.encode(image)
     assert ids_tiled.shape == ids_untiled.shape == (1, 96, 96)
     quality_untiled = psnr(untiled.decode(ids_untiled), x)
@@ -90,7 +92,8 @@ def test_tiled_round_trip_of_a_large_image_keeps_its_quality():
 
 def test_tiled_helpers_reassemble_a_position_model_exactly():
     """With a model that reads each position's own value, tiles must give back every position exactly once."""
-    f, h, w = 4, 13, 21
+    f, h, w = 4, 21, 15
+    assert tile_starts(w, 8, 2) == [0, 4, 7]  # tiles 0 and 2 overlap too: three-deep blending
     positions = (torch.arange(h)[:, None] * w + torch.arange(w)[None, :]).expand(2, h, w)  # (2, h, w)
     x = F.interpolate(positions[:, None].float(), scale_factor=f).expand(2, 3, h * f, w * f)  # each block: its number
 
@@ -179,3 +182,6 @@ def test_a_tiled_video_streams_each_tile_like_one_pass():
     assert ids.shape == (1, 5, 9, 17)
     assert torch.equal(ids, whole.encode(clip))
     torch.testing.assert_close(short.decode(ids), whole.decode(ids), rtol=0, atol=1e-5)
+    frame = clip[:, :, 0]  # an image is a 1-frame video, tiled the same way
+    assert torch.equal(short.encode(frame), short.encode(clip[:, :, :1])[:, 0])
+    torch.testing.assert_close(short.decode(ids[:, 0]), short.decode(ids[:, :1])[:, :, 0], rtol=0, atol=1e-5)

@@ -20,29 +20,34 @@ import os
 
 logger = logging.getLogger(__name__)
 
-# mallopt parameters (malloc.h)
+# mallopt parameters (malloc.h); values are C ints
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
 
-_MMAP_THRESHOLD = 1 << 30  # blocks up to 1 GiB come from the reusable heap
-_TRIM_THRESHOLD = 1 << 40  # never give the heap top back
-_TOP_PAD = 1 << 30  # grow the heap 1 GiB (of address space) at a time: fewer, larger extensions
+_SETTINGS = (
+    (_M_MMAP_THRESHOLD, 1 << 30, "blocks up to 1 GiB come from the reusable heap"),
+    (_M_TRIM_THRESHOLD, 2**31 - 1, "the heap top is given back only above 2 GiB free"),
+    (_M_TOP_PAD, 1 << 30, "grow the heap 1 GiB (of address space) at a time: fewer, larger extensions"),
+)
 
 
 def keep_freed_memory() -> bool:
-    """Tell glibc's malloc to reuse freed large blocks (see the module docstring). Returns whether it took effect:
-    False where the C library is not glibc (macOS, Windows, musl) or ``VQTOK_KEEP_FREED_MEMORY=0``."""
+    """Tell glibc's malloc to reuse freed large blocks (see the module docstring). Returns whether every setting
+    took effect: False where the C library is not glibc (macOS, Windows, musl), where glibc refused one (each is
+    tried on its own and a refusal is logged), or with ``VQTOK_KEEP_FREED_MEMORY=0``."""
     if os.environ.get("VQTOK_KEEP_FREED_MEMORY", "1") == "0":
         return False
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc
         return False
-    settings = ((_M_MMAP_THRESHOLD, _MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD), (_M_TOP_PAD, _TOP_PAD))
-    ok = all(mallopt(param, value) == 1 for param, value in settings)
-    if not ok:
-        logger.debug("mallopt refused a setting; freed memory may still be returned to the OS")
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = True
+    for param, value, meaning in _SETTINGS:
+        if mallopt(param, value) != 1:
+            logger.warning(
+                "glibc refused mallopt(%d, %d) (%s); large tensors may be page-faulted afresh", param, value, meaning
+            )
+            ok = False
     return ok

@@ -3,8 +3,8 @@
 Tiles are laid out on the latent grid: ``size`` latents a side, as few as cover the grid with at least
 ``overlap`` latents shared by neighbours, spread evenly. Encoding keeps, from each tile, the ids of the positions nearer
 its centre than any other tile's (each overlap is split at its middle), so no id comes from near a tile's border.
-Decoding blends the tiles' pixels with linear ramps across each overlap; the ramps of two neighbours sum to one,
-so the blend needs no normalisation and shows no seam.
+Decoding blends the tiles' pixels with linear ramps across each overlap, normalised to sum to one, so the
+blend shows no seam.
 """
 
 from __future__ import annotations
@@ -32,18 +32,25 @@ def _cores(starts: list[int], size: int, n: int) -> list[tuple[int, int]]:
 
 
 def _ramps(starts: list[int], size: int, scale: int, like: Tensor) -> list[Tensor]:
-    """Per tile, its blend weight (size * scale,) along one axis: 1 inside, a linear ramp across each overlap."""
+    """Per tile, its blend weight (size * scale,) along one axis: linear ramps across the overlaps with its
+    neighbours, normalised so that the weights of all tiles covering a position sum to one (evenly spread tiles
+    can overlap three deep when the axis is just shorter than two tiles)."""
+    span = size * scale
+    ramp = (torch.arange(span, dtype=like.dtype, device=like.device) + 0.5) / span  # (span,) in (0, 1)
     weights = []
     for k, start in enumerate(starts):
-        w = torch.ones(size * scale, dtype=like.dtype, device=like.device)
+        w = torch.ones(span, dtype=like.dtype, device=like.device)
         if k > 0:  # fade in across the overlap with the previous tile
             n = (starts[k - 1] + size - start) * scale
-            w[:n] = (torch.arange(n, dtype=like.dtype, device=like.device) + 0.5) / n
+            w[:n] *= ramp[:n] * span / n
         if k + 1 < len(starts):  # fade out across the overlap with the next tile
             n = (start + size - starts[k + 1]) * scale
-            w[-n:] = 1 - (torch.arange(n, dtype=like.dtype, device=like.device) + 0.5) / n
+            w[span - n :] *= 1 - ramp[:n] * span / n
         weights.append(w)
-    return weights
+    total = torch.zeros((starts[-1] + size) * scale, dtype=like.dtype, device=like.device)
+    for start, w in zip(starts, weights, strict=True):
+        total[start * scale : start * scale + span] += w
+    return [w / total[start * scale : start * scale + span] for start, w in zip(starts, weights, strict=True)]
 
 
 def encode_tiled(encode: Callable[[Tensor], Tensor], x: Tensor, f: int, size: int, overlap: int) -> Tensor:

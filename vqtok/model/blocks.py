@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from vqtok.model.causal import CausalConv3d, FrameGroupNorm
-from vqtok.model.subpixel import phase_bias, phase_kernels
+from vqtok.model.subpixel import interleave_phases, phase_bias, phase_kernels
 
 
 def group_norm(channels: int, groups: int, video: bool = False) -> nn.GroupNorm:
@@ -97,16 +97,10 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        B, C, h, w = x.shape
+        h, w = x.shape[-2:]
         kernel, bias = phase_kernels(self.conv.weight), phase_bias(self.conv.bias)  # (4C, C, 2, 2), (4C,)
-        y = F.conv2d(x, kernel, bias, padding=1)  # (B, 4C, h+1, w+1): phase (a, b) starts at row a, column b
-        y = y.permute(0, 2, 3, 1)  # (B, h+1, w+1, 4C)
-        out = x.new_empty(B, h, 2, w, 2, C)  # (B, h, a, w, b, C): row 2i+a, column 2j+b, channels last
-        for a in (0, 1):
-            for b in (0, 1):
-                phase = 2 * a + b
-                out[:, :, a, :, b] = y[:, a : a + h, b : b + w, phase * C : (phase + 1) * C]
-        return out.reshape(B, 2 * h, 2 * w, C).permute(0, 3, 1, 2)  # (B, C, 2h, 2w), channels-last in memory
+        y = F.conv2d(x, kernel, bias, padding=1)  # (B, 4C, h+1, w+1)
+        return interleave_phases(y, h, w, channels_last=x.is_contiguous(memory_format=torch.channels_last))
 
 
 class MidBlock(nn.Sequential):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vqtok.model.subpixel import phase_bias, phase_kernels
+from vqtok.model.subpixel import interleave_phases, phase_bias, phase_kernels
 
 
 class CausalConv3d(nn.Conv3d):
@@ -100,6 +100,13 @@ class CausalConv3d(nn.Conv3d):
     def end_stream(self) -> None:
         self.streaming, self._cache = False, None
 
+    def stream_state(self) -> Tensor | None:
+        """What the stream carries to the next chunk (see :class:`TileStreams`)."""
+        return self._cache
+
+    def load_stream_state(self, state: Tensor | None) -> None:
+        self._cache = state
+
 
 def _frames(context: Tensor, x: Tensor, start: int, end: int) -> Tensor:
     """Frames [start, end) of the time concatenation [context, x], copying only when the range spans both."""
@@ -118,9 +125,13 @@ class FrameGroupNorm(nn.GroupNorm):
         """(B, C, T, H, W) -> same shape."""
         B, C, T, H, W = x.shape
         if not torch.is_grad_enabled():  # inference: frame by frame into one output, no frame-major copy of x
-            out = torch.empty_like(x, memory_format=torch.contiguous_format)
+            out: Tensor | None = None
             for t in range(T):
-                out[:, :, t] = super().forward(x[:, :, t])
+                y = super().forward(x[:, :, t])  # (B, C, H, W), in the dtype autocast gives a norm
+                if out is None:
+                    out = y.new_empty(B, C, T, H, W)
+                out[:, :, t] = y
+            assert out is not None
             return out
         frames = x.transpose(1, 2).reshape(B * T, C, H, W)  # (B*T, C, H, W)
         return super().forward(frames).reshape(B, T, C, H, W).transpose(1, 2)
@@ -147,14 +158,12 @@ class UpsamplingCausalConv3d(CausalConv3d):
         super().__init__(channels, channels, 3, spatial_padding=(1, 1, 1, 1))
 
     def _conv(self, x: Tensor) -> Tensor:
-        B, C, _, h, w = x.shape
-        y = F.conv3d(x, phase_kernels(self.weight), phase_bias(self.bias), padding=(0, 1, 1))  # (B, 4C, n, h+1, w+1)
-        out = y.new_empty(B, C, y.shape[2], h, 2, w, 2)  # (B, C, n, h, a, w, b): row 2i+a, column 2j+b
-        for a in (0, 1):
-            for b in (0, 1):
-                phase = 2 * a + b
-                out[:, :, :, :, a, :, b] = y[:, phase * C : (phase + 1) * C, :, a : a + h, b : b + w]
-        return out.reshape(B, C, y.shape[2], 2 * h, 2 * w)
+        _, _, _, h, w = x.shape
+        left, _, top, _ = self.spatial_padding
+        y = F.conv3d(
+            x, phase_kernels(self.weight), phase_bias(self.bias), padding=(0, top, left)
+        )  # (B, 4C, n, h+1, w+1)
+        return interleave_phases(y, h, w)  # (B, C, n, 2h, 2w)
 
 
 class Upsample3d(nn.Module):
@@ -185,6 +194,13 @@ class Upsample3d(nn.Module):
     def end_stream(self) -> None:
         self.streaming, self._started = False, False
 
+    def stream_state(self) -> bool:
+        """What the stream carries to the next chunk (see :class:`TileStreams`)."""
+        return self._started
+
+    def load_stream_state(self, state: bool) -> None:
+        self._started = state
+
 
 @contextmanager
 def streaming(module: nn.Module) -> Iterator[None]:
@@ -207,18 +223,14 @@ class TileStreams:
 
     def __init__(self, module: nn.Module) -> None:
         self.parts = [m for m in module.modules() if isinstance(m, (CausalConv3d, Upsample3d))]
-        self.saved: dict[int, list[tuple[Tensor | None, bool]]] = {}
+        self.saved: dict[int, list[Tensor | bool | None]] = {}
         self.current: int | None = None
 
     def switch(self, tile: int) -> None:
-        """Save the running tile's stream state and restore ``tile``'s (a fresh stream the first time)."""
+        """Save the running tile's stream state and load ``tile``'s (a fresh stream the first time)."""
         if self.current is not None:
-            self.saved[self.current] = [(getattr(m, "_cache", None), getattr(m, "_started", False)) for m in self.parts]
-        for m, (cache, started) in zip(
-            self.parts, self.saved.get(tile, [(None, False)] * len(self.parts)), strict=True
-        ):
-            if isinstance(m, CausalConv3d):
-                m._cache = cache
-            else:
-                m._started = started
+            self.saved[self.current] = [m.stream_state() for m in self.parts]
+        fresh = [None if isinstance(m, CausalConv3d) else False for m in self.parts]
+        for m, state in zip(self.parts, self.saved.get(tile, fresh), strict=True):
+            m.load_stream_state(state)
         self.current = tile

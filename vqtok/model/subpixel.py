@@ -30,3 +30,25 @@ def phase_kernels(weight: Tensor) -> Tensor:
 def phase_bias(bias: Tensor) -> Tensor:
     """(O,) -> (4 * O,): every phase has the conv's bias."""
     return bias.repeat(4)
+
+
+def interleave_phases(y: Tensor, h: int, w: int, channels_last: bool = False) -> Tensor:
+    """The phase convs' output, zero-padded by one pixel, (B, 4C, *lead, h+1, w+1) -> the upsampled result
+    (B, C, *lead, 2h, 2w): output (2i+a, 2j+b) is phase 2a+b at (i+a, j+b). ``channels_last`` (4-D only)
+    assembles it channels-last in memory, as a channels-last model wants it; otherwise contiguous."""
+    B, C = y.shape[0], y.shape[1] // 4
+    if channels_last:
+        phases = y.permute(0, 2, 3, 1)  # (B, h+1, w+1, 4C)
+        out = y.new_empty(B, h, 2, w, 2, C)  # (B, h, a, w, b, C)
+        for a in (0, 1):
+            for b in (0, 1):
+                p = 2 * a + b
+                out[:, :, a, :, b] = phases[:, a : a + h, b : b + w, p * C : (p + 1) * C]
+        return out.reshape(B, 2 * h, 2 * w, C).permute(0, 3, 1, 2)
+    lead = y.shape[2:-2]
+    out = y.new_empty(B, C, *lead, h, 2, w, 2)  # (B, C, *lead, h, a, w, b)
+    for a in (0, 1):
+        for b in (0, 1):
+            p = 2 * a + b
+            out[..., a, :, b] = y[:, p * C : (p + 1) * C, ..., a : a + h, b : b + w]
+    return out.reshape(B, C, *lead, 2 * h, 2 * w)
