@@ -1,6 +1,6 @@
 """vqtok's benchmark suite, next to the libraries users would pick instead, in one run on one machine.
 
-    python -m bench [--sections quantizer tokenizer training memory precision compile] [--repeats 5]
+    python -m bench [--sections quantizer tokenizer training memory precision compile allocator] [--repeats 5]
     vqtok bench ...            (the same, from a source checkout)
 
 Needs the peers: ``pip install -e ".[bench]"`` (vector-quantize-pytorch, diffusers). Prints a markdown report and
@@ -18,11 +18,11 @@ import time
 
 import torch
 
-from bench import compiled, memory, precision, quantizer, tokenizer
+from bench import allocator, compiled, memory, precision, quantizer, tokenizer
 from bench.common import RESULTS, dense_peak, machine
 from vqtok.allocator import keep_freed_memory
 
-SECTIONS = ("quantizer", "tokenizer", "training", "memory", "precision", "compile")
+SECTIONS = ("quantizer", "tokenizer", "training", "memory", "precision", "compile", "allocator")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         parts.append(text)
     if "compile" in args.sections:
         text, data["compile"] = compiled.run(args.model, device, args.repeats)
+        parts.append(text)
+    if "allocator" in args.sections and device.type == "cpu":
+        text, data["allocator"] = allocator.run(args.model, args.repeats)
         parts.append(text)
     data["machine_after"] = after = machine()
     header = (

@@ -79,14 +79,14 @@ def run(
     gb = 2**20 / 1e9  # MiB -> GB
     rows = [
         [
-            "4096x4096 image, encode + decode (tiled)",
+            f"4096x4096 image, encode + decode ({tile_size} px tiles)",
             f"`{model}`",
             big.get("error") or f"{big['process_peak_mib'] * gb:.2f} GB",
             "3 GB",
             f"{big.get('round_trip', 0):.1f} s",
         ],
         [
-            f"{video_seconds:g} s 720p clip @ 24 fps, encode + decode to MP4",
+            f"{video_seconds:g} s 720p clip @ 24 fps to MP4 ({tile_size} px tiles, {chunk_frames}-frame chunks)",
             f"`{video_model or 'video_tiny'}`",
             video.get("error") or f"{video['peak_rss_mb'] * gb:.2f} GB",
             "4 GB (60 s clip)",
