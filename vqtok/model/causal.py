@@ -160,9 +160,8 @@ class UpsamplingCausalConv3d(CausalConv3d):
     def _conv(self, x: Tensor) -> Tensor:
         _, _, _, h, w = x.shape
         left, _, top, _ = self.spatial_padding
-        y = F.conv3d(
-            x, phase_kernels(self.weight), phase_bias(self.bias), padding=(0, top, left)
-        )  # (B, 4C, n, h+1, w+1)
+        kernel, bias = phase_kernels(self.weight), phase_bias(self.bias)  # (4C, C, 3, 2, 2), (4C,)
+        y = F.conv3d(x, kernel, bias, padding=(0, top, left))  # (B, 4C, n, h+1, w+1)
         return interleave_phases(y, h, w)  # (B, C, n, 2h, 2w)
 
 
