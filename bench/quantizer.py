@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -14,8 +15,8 @@ NUM_VECTORS = 65_536
 SETTINGS = [(1024, 8), (1024, 256), (16384, 8), (16384, 256)]  # (codebook size, code dim)
 
 
-def build(library: str, num_codes: int, code_dim: int, device: str, train: bool):
-    """(the quantizer, one call) with inputs of NUM_VECTORS vectors laid out as each library takes them."""
+def build(library: str, num_codes: int, code_dim: int, device: str, train: bool) -> Callable[[], None]:
+    """One call of ``library``'s quantizer on NUM_VECTORS vectors laid out as it takes them."""
     from bench.peers import vector_quantize
 
     torch.manual_seed(0)
@@ -57,16 +58,16 @@ def build(library: str, num_codes: int, code_dim: int, device: str, train: bool)
             with torch.inference_mode():
                 forward()
 
-    return q, call
+    return call
 
 
 def peak(library: str, num_codes: int, code_dim: int, train: bool) -> dict[str, float]:
     """Child-process side: peak CPU memory of one call."""
-    return measure_peak(lambda: build(library, num_codes, code_dim, "cpu", train)[1])
+    return measure_peak(lambda: build(library, num_codes, code_dim, "cpu", train))
 
 
 def cuda_peak(library: str, num_codes: int, code_dim: int, train: bool, device: torch.device) -> dict[str, float]:
-    _, call = build(library, num_codes, code_dim, str(device), train)
+    call = build(library, num_codes, code_dim, str(device), train)
     call()
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -79,7 +80,7 @@ def cuda_peak(library: str, num_codes: int, code_dim: int, train: bool, device: 
 def compare(num_codes: int, code_dim: int, train: bool, repeats: int, libraries: list[str]) -> dict[str, float]:
     """Child-process side: seconds per call of each library, timed in turns."""
     device = torch.device("cpu")
-    return interleaved({lib: build(lib, num_codes, code_dim, "cpu", train)[1] for lib in libraries}, device, repeats)
+    return interleaved({lib: build(lib, num_codes, code_dim, "cpu", train) for lib in libraries}, device, repeats)
 
 
 def run(device: torch.device, repeats: int) -> tuple[str, list[dict[str, Any]]]:
@@ -88,7 +89,7 @@ def run(device: torch.device, repeats: int) -> tuple[str, list[dict[str, Any]]]:
         for train in (True, False):
             setting = dict(num_codes=num_codes, code_dim=code_dim, train=train)
             if device.type == "cuda":
-                calls = {lib: build(lib, num_codes, code_dim, str(device), train)[1] for lib in ("vqtok", "peer")}
+                calls = {lib: build(lib, num_codes, code_dim, str(device), train) for lib in ("vqtok", "peer")}
                 seconds = interleaved(calls, device, repeats)
                 memory = {lib: cuda_peak(lib, device=device, **setting) for lib in ("vqtok", "peer")}
             else:  # each in a fresh process with capped memory: the peer can need more than the machine has

@@ -20,24 +20,10 @@ import yaml
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench.common import dense_peak
 from vqtok.config import TokenizerConfig
 from vqtok.training.data import ProceduralImages, collate_images
 from vqtok.training.module import TokenizerTraining
-
-
-def conv_throughput(dtype: torch.dtype, repeats: int = 10) -> float:
-    """Dense 3x3 conv FLOP/s at 128 channels, 64x64, batch 8 (the width and size of the main convolutions)."""
-    x = torch.randn(8, 128, 64, 64, dtype=dtype)
-    w = torch.randn(128, 128, 3, 3, dtype=dtype)
-    flops = 2 * 128 * 128 * 9 * 64 * 64 * 8
-    for _ in range(2):
-        F.conv2d(x, w, padding=1)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        F.conv2d(x, w, padding=1)
-        times.append(time.perf_counter() - t)
-    return flops / sorted(times)[len(times) // 2]
 
 
 def train_step_flops(module: TokenizerTraining, x: torch.Tensor) -> int:
@@ -153,7 +139,8 @@ def main() -> None:
     a = p.parse_args()
     torch.manual_seed(0)
     load = os.getloadavg()
-    peak32, peak16 = conv_throughput(torch.float32), conv_throughput(torch.bfloat16)
+    cpu = torch.device("cpu")
+    peak32, peak16 = (dense_peak(cpu, dtype)["conv"] for dtype in (torch.float32, torch.bfloat16))
     runs = [
         training_throughput(a.config, a.steps, a.batch_size, a.image_size, prec) for prec in ("32-true", "bf16-mixed")
     ]
@@ -164,7 +151,7 @@ def main() -> None:
         f"load average before the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     print(
-        f"measured dense 3x3 conv (128 ch, 64x64, batch 8): fp32 {peak32 / 1e12:.3f} TFLOP/s, "
+        f"measured dense 3x3 conv (128 ch, 64x64, batch 8, channels-last): fp32 {peak32 / 1e12:.3f} TFLOP/s, "
         f"bf16 {peak16 / 1e12:.3f} TFLOP/s\n"
     )
     print("| config | precision | size | batch | images/s | generator GFLOP/image | achieved TFLOP/s | of conv peak |")
