@@ -11,7 +11,7 @@ from pathlib import Path
 
 import vqtok
 from vqtok.errors import ConfigError, ExportError
-from vqtok.tokenizer import resolve_export
+from vqtok.export import resolve_export
 
 log = logging.getLogger(__name__)
 

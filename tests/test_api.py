@@ -251,3 +251,34 @@ def _umask() -> int:
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+def test_float16_export_halves_the_files_and_keeps_the_codebook_exact(model, export_dir, tmp_path):
+    half = save_export(model, tmp_path / "half", dtype=torch.float16)
+    enc = load_file(half / "encoder.safetensors")
+    assert enc["quantizer.embed"].dtype == torch.float32  # ids and the fingerprint do not depend on the storage
+    assert enc["encoder.conv_in.weight"].dtype == torch.float16
+    sizes = [sum(f.stat().st_size for f in d.glob("*.safetensors")) for d in (export_dir, half)]
+    assert sizes[1] < 0.55 * sizes[0]
+    tok16, tok32 = vqtok.load(half), vqtok.load(export_dir)
+    assert all(p.dtype == torch.float32 for p in tok16.model.parameters())  # loaded as float32
+    assert tok16.fingerprint == tok32.fingerprint
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    ids16, ids32 = tok16.encode(x), tok32.encode(x)
+    assert (ids16 == ids32).float().mean() > 0.95
+    p16, p32 = vqtok.metrics.psnr(tok16.decode(ids16), x), vqtok.metrics.psnr(tok32.decode(ids32), x)
+    assert (p16 - p32).abs().max() < 0.05
+    with pytest.raises(vqtok.ExportError, match="dtype"):
+        save_export(model, tmp_path / "int", dtype=torch.int8)
+
+
+def test_export_with_integer_weights_is_refused(export_dir, tmp_path):
+    bad = tmp_path / "int_weights"
+    bad.mkdir()
+    for f in export_dir.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    dec = load_file(bad / "decoder.safetensors")
+    dec["decoder.conv_out.weight"] = dec["decoder.conv_out.weight"].to(torch.int32)
+    save_file(dec, bad / "decoder.safetensors")
+    with pytest.raises(vqtok.ExportError, match="wrong kind.*decoder.conv_out.weight"):
+        vqtok.load(bad)

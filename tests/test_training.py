@@ -88,6 +88,30 @@ def test_fit_resume_export(monkeypatch, tmp_path):
         assert torch.equal(tok.encode(x), module.model.encode(x).ids)
 
 
+def test_learning_rate_warms_up_decays_and_a_resumed_run_continues_the_curve(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    schedule = ["--model.warmup_steps", "5", "--model.lr_decay_steps", "30", "--model.min_lr_ratio", "0.1"]
+    args = ["fit", "--config", TINY, *schedule, "--model.channels_last", "true", *QUIET]
+    assert main([*args, "--trainer.max_epochs", "1"]) == 0
+    assert main([*args, "--ckpt_path", "last", "--trainer.max_epochs", "2"]) == 0
+    base = 4e-4  # configs/image_tiny.yaml
+
+    def expected(b: int) -> float:  # linear warm-up over 5 batches, half cosine to 0.1 * base at batch 30
+        if b < 5:
+            return base * (b + 1) / 5
+        return base * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, (b - 5) / 25))))
+
+    rows = [
+        (int(r["step"]), float(r["train/lr"])) for r in read_metrics(tmp_path / "runs/image_tiny") if r.get("train/lr")
+    ]
+    assert max(step for step, _ in rows) >= 30  # rows from the resumed run
+    for step, lr in rows:
+        assert any(np.isclose(lr, expected(b), rtol=1e-5) for b in (step - 1, step)), (step, lr)
+    assert np.isclose(rows[-1][1], 0.1 * base, rtol=1e-5)
+    module = TokenizerTraining.load_from_checkpoint(tmp_path / "runs/image_tiny/checkpoints/last.ckpt")
+    assert module.model.encoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_export_refuses_a_non_vqtok_checkpoint(tmp_path, capsys):
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     assert main(["export", str(tmp_path / "other.ckpt"), str(tmp_path / "out")]) == 2

@@ -1,10 +1,10 @@
 """vqtok: VQ-VAE tokenizers that turn images and videos into grids of discrete token ids and back.
 
 >>> import vqtok
->>> tok = vqtok.load("checkpoints/tiny")
+>>> tok = vqtok.load()  # the shipped default image tokenizer (f8, 16384 codes)
 >>> ids = tok.encode(x)   # (B, 3, H, W) in [-1, 1] -> (B, H/f, W/f) int64
 >>> y = tok.decode(ids)   # -> (B, 3, H, W) in [-1, 1]
->>> vid = vqtok.load("checkpoints/video_tiny")
+>>> vid = vqtok.load("video")  # the shipped video tokenizer (4x8x8)
 >>> ids = vid.encode(v)   # (B, 3, T, H, W) in [-1, 1] -> (B, 1 + (T-1)/4, H/8, W/8) int64
 >>> store = vqtok.TokenStore("tokens/")  # a data set tokenized by `vqtok tokenize`; store[i].ids
 """

@@ -32,6 +32,21 @@ ENCODER_FILE = "encoder.safetensors"
 DECODER_FILE = "decoder.safetensors"
 FORMAT = "vqtok-export-1"
 CKPT_MODEL_PREFIX = "model."  # where training checkpoints keep the generator's weights
+QUANTIZER_PREFIX = "quantizer."  # the codebook and its statistics stay float32 in every export
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+# Where short names such as "video" are looked up: the exports an installed wheel carries (package data), then
+# the checkpoints/ folder of a source checkout (beside the package, next to pyproject.toml).
+_PACKAGE_DIR = Path(__file__).resolve().parent  # vqtok/
+CHECKPOINT_DIRS = tuple(
+    d
+    for d, wanted in (
+        (_PACKAGE_DIR / "_checkpoints", True),
+        (_PACKAGE_DIR.parent / "checkpoints", (_PACKAGE_DIR.parent / "pyproject.toml").is_file()),
+    )
+    if wanted
+)
+DEFAULT_MODEL = "image"  # what vqtok.load() gives: the shipped f8 image tokenizer (checkpoints/image)
 
 
 def split_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -45,15 +60,22 @@ def split_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[
     return enc, dec
 
 
-def save_export(model: VQVAE, out_dir: str | os.PathLike) -> Path:
-    """Write model to out_dir atomically (replacing an earlier export there). Returns the directory."""
+def save_export(model: VQVAE, out_dir: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Path:
+    """Write model to out_dir atomically (replacing an earlier export there). Returns the directory.
+
+    ``dtype`` is the storage type of the encoder's and decoder's floating-point weights (float16 halves the
+    files); the codebook stays float32, so ids and the fingerprint do not depend on it. Loading always gives
+    float32 weights.
+    """
+    if dtype not in WEIGHT_DTYPES.values():
+        raise ExportError(f"export dtype must be one of {sorted(WEIGHT_DTYPES)}, got {dtype}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a directory; choose a directory path for the export")
     if out.exists() and not (out / CONFIG_FILE).is_file() and any(out.iterdir()):
         raise ExportError(f"{out} exists and is not a vqtok export; refusing to replace it (choose an empty path)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    enc, dec = split_state_dict(model.state_dict())
+    enc, dec = (_cast_weights(part, dtype) for part in split_state_dict(model.state_dict()))
     meta = {"format": FORMAT, "vqtok_version": __version__}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -67,6 +89,13 @@ def save_export(model: VQVAE, out_dir: str | os.PathLike) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _cast_weights(state: dict[str, Tensor], dtype: torch.dtype) -> dict[str, Tensor]:
+    """Floating-point tensors outside the quantizer in ``dtype``; the rest as they are."""
+    return {
+        k: v.to(dtype) if v.is_floating_point() and not k.startswith(QUANTIZER_PREFIX) else v for k, v in state.items()
+    }
 
 
 def _fsync_dir_files(d: Path) -> None:
@@ -88,8 +117,10 @@ def _replace_dir(src: Path, dst: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Export the generator of a vqtok training checkpoint (``.ckpt``) to out_dir."""
+def export_checkpoint(
+    ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, dtype: torch.dtype = torch.float32
+) -> Path:
+    """Export the generator of a vqtok training checkpoint (``.ckpt``) to out_dir, weights stored in ``dtype``."""
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise ExportError(f"checkpoint {ckpt_path} does not exist or is not a file")
@@ -103,7 +134,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike) 
     state = {k[len(CKPT_MODEL_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(CKPT_MODEL_PREFIX)}
     model = VQVAE(config)
     _check_and_load(model, state, str(ckpt_path))
-    return save_export(model, out_dir)
+    return save_export(model, out_dir, dtype)
 
 
 def _config_from_dict(d: object, where: str) -> TokenizerConfig:
@@ -163,6 +194,13 @@ def _check_and_load(model: VQVAE, state: dict[str, Tensor], where: str) -> None:
     ]
     if wrong:
         problems.append(f"shapes that do not match config.json: {_head(wrong)}")
+    kinds = [
+        f"{k}: {state[k].dtype} where {v.dtype} is expected"
+        for k, v in expected.items()
+        if k in state and state[k].is_floating_point() != v.is_floating_point()
+    ]
+    if kinds:
+        problems.append(f"tensors of the wrong kind: {_head(kinds)}")
     nonfinite = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
     if nonfinite:
         problems.append(f"non-finite values in {_head(nonfinite)}")
@@ -173,3 +211,16 @@ def _check_and_load(model: VQVAE, state: dict[str, Tensor], where: str) -> None:
 
 def _head(items: list[str], n: int = 5) -> str:
     return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def resolve_export(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> Path:
+    """An export directory from a path, or from the short name of a shipped checkpoint (see CHECKPOINT_DIRS)."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if len(path.parts) == 1:
+        for root in CHECKPOINT_DIRS:
+            if (root / path).is_dir():
+                return root / path
+    known = sorted(p.name for root in CHECKPOINT_DIRS if root.is_dir() for p in root.iterdir() if p.is_dir())
+    raise ExportError(f"no tokenizer export at {str(name_or_path)!r}: not a directory, nor a short name of {known}")

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vqtok.config import TokenizerConfig
-from vqtok.errors import ExportError, InputError
-from vqtok.export import load_export
+from vqtok.errors import InputError
+from vqtok.export import DEFAULT_MODEL, load_export, resolve_export
 from vqtok.inputs import ImageInput, VideoInput, id_batch, image_batch, video_batch
 from vqtok.model.causal import TileStreams, streaming
 from vqtok.model.vqvae import VQVAE
@@ -31,9 +31,6 @@ from vqtok.temporal import frame_chunks, latent_chunks
 from vqtok.tiling import decode_tiled, encode_tiled
 
 DEFAULT_CHUNK_FRAMES = 8  # frames per streamed chunk of a video (after the first, which has one more)
-
-# Where short names such as "tiny" are looked up: the checkout's checkpoints/ folder.
-CHECKPOINT_DIRS = (Path(__file__).resolve().parent.parent / "checkpoints",)
 
 
 class Tokenizer:
@@ -339,21 +336,8 @@ def _pad_to_multiple(x: Tensor, f: int) -> Tensor:
     return x
 
 
-def resolve_export(name_or_path: str | os.PathLike) -> Path:
-    """An export directory from a path, or from a short name of a checkpoint in checkpoints/."""
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    if len(path.parts) == 1:
-        for root in CHECKPOINT_DIRS:
-            if (root / path).is_dir():
-                return root / path
-    known = sorted(p.name for root in CHECKPOINT_DIRS if root.is_dir() for p in root.iterdir() if p.is_dir())
-    raise ExportError(f"no tokenizer export at {str(name_or_path)!r}: not a directory, nor a short name of {known}")
-
-
 def load(
-    name_or_path: str | os.PathLike,
+    name_or_path: str | os.PathLike = DEFAULT_MODEL,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
@@ -362,7 +346,8 @@ def load(
     """Load an exported tokenizer (a directory written by ``vqtok export``, or a short name).
 
     Args:
-        name_or_path: export directory, or the name of a directory in checkpoints/.
+        name_or_path: export directory, or the short name of a shipped tokenizer: "image" (the default, f8 with
+            16384 codes), "video" (4x8x8), or the smoke models "tiny" and "video_tiny".
         device: where the model runs.
         dtype: dtype of the convolutions (float32, bfloat16, float16); the codebook lookup stays fp32.
         chunk_frames: video tokenizers only: frames per streamed chunk (a multiple of the temporal factor);

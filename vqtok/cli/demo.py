@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from vqtok.errors import VqtokError
-from vqtok.tokenizer import resolve_export
+from vqtok.export import resolve_export
 
 CHECKOUT = Path(__file__).resolve().parents[2]  # the repository: vqtok/cli/demo.py -> ./
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from vqtok.allocator import keep_freed_memory
-from vqtok.cli import demo, store, tokens
+from vqtok.cli import demo, evaluate, store, tokens
 from vqtok.errors import VqtokError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -28,8 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="export a training checkpoint to config.json + safetensors")
     exp.add_argument("ckpt", help="a .ckpt written by vqtok fit (e.g. runs/NAME/checkpoints/last.ckpt)")
     exp.add_argument("out_dir", help="directory to write (replaced atomically if it is an earlier export)")
+    exp.add_argument(
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        default="float32",
+        help="storage type of the encoder and decoder weights (float16 halves the files; the codebook stays float32)",
+    )
     tokens.add_commands(sub)
     store.add_commands(sub)
+    evaluate.add_command(sub)
     demo.add_command(sub)
     return parser
 
@@ -45,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "export":
-            from vqtok.export import export_checkpoint
+            from vqtok.export import WEIGHT_DTYPES, export_checkpoint
 
-            out = export_checkpoint(args.ckpt, args.out_dir)
+            out = export_checkpoint(args.ckpt, args.out_dir, WEIGHT_DTYPES[args.dtype])
             print(f"exported {args.ckpt} -> {out}")
             return 0
-        if args.command in ("encode", "decode", "tokenize", "detokenize", "demo"):
+        if args.command in ("encode", "decode", "eval", "tokenize", "detokenize", "demo"):
             return args.func(args)
     except (VqtokError, OSError) as e:  # OSError: an output path that cannot be written
         print(f"vqtok {args.command}: error: {e}", file=sys.stderr)

@@ -9,6 +9,7 @@ stays good; each kind's losses are averaged over its own pixels and then summed.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import lightning as L
@@ -35,7 +36,12 @@ class TokenizerTraining(L.LightningModule):
 
     Args:
         tokenizer: architecture and quantizer of the tokenizer being trained.
-        learning_rate: Adam learning rate of generator and discriminator.
+        learning_rate: peak Adam learning rate of generator and discriminator.
+        warmup_steps: batches of linear warm-up from 0 to ``learning_rate`` (0: none).
+        lr_decay_steps: batches (warm-up included) over which the rate falls to ``min_lr_ratio * learning_rate``
+            along a half cosine, then stays there (0: constant rate after warm-up).
+        min_lr_ratio: the rate at the end of the decay, as a fraction of ``learning_rate``.
+        adam_betas: Adam's (beta1, beta2); (0.5, 0.9) suits the GAN phase, (0.9, 0.99) a reconstruction-only run.
         l1_weight: weight of the L1 reconstruction loss.
         l2_weight: weight of the L2 (MSE) reconstruction loss.
         perceptual_weight: weight of the LPIPS-style loss (0 disables it).
@@ -46,15 +52,22 @@ class TokenizerTraining(L.LightningModule):
         disc_layers: number of stride-2 layers in the discriminator.
         grad_clip: max gradient norm for both optimizers (0 disables clipping).
         image_log_every_n_steps: batches between logged input/reconstruction grids (0 disables).
+        channels_last: keep an image model's weights and batches channels-last (faster convolutions on CPU and
+            with bf16; no effect on a video model).
         max_nonfinite_steps: stop with an error after this many non-finite losses in a row (each is skipped).
-        init_from: an exported tokenizer to start from: an image export initialises a video tokenizer by inflating
-            its 2D kernels (see :mod:`vqtok.model.inflate`); an export of the same kind is copied.
+        init_from: an exported tokenizer (directory or short name) to start from: an image export initialises a
+            video tokenizer by inflating its 2D kernels (see :mod:`vqtok.model.inflate`); an export of the same
+            kind is copied.
     """
 
     def __init__(
         self,
         tokenizer: TokenizerConfig,
         learning_rate: float = 1e-4,
+        warmup_steps: int = 0,
+        lr_decay_steps: int = 0,
+        min_lr_ratio: float = 0.0,
+        adam_betas: tuple[float, float] = (0.5, 0.9),
         l1_weight: float = 1.0,
         l2_weight: float = 0.0,
         perceptual_weight: float = 0.0,
@@ -66,6 +79,7 @@ class TokenizerTraining(L.LightningModule):
         grad_clip: float = 1.0,
         image_log_every_n_steps: int = 500,
         max_nonfinite_steps: int = 10,
+        channels_last: bool = False,
         init_from: str | None = None,
     ) -> None:
         super().__init__()
@@ -78,6 +92,8 @@ class TokenizerTraining(L.LightningModule):
         self.model = VQVAE(tokenizer)
         if init_from:
             _initialise(self.model, init_from)
+        self.memory_format = torch.channels_last if channels_last and not tokenizer.video else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
         self.discriminator = PatchDiscriminator(tokenizer.in_channels, disc_channels, disc_layers, tokenizer.video)
         self.perceptual = _build_perceptual(perceptual_weight, perceptual_weights)
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
@@ -90,10 +106,21 @@ class TokenizerTraining(L.LightningModule):
         return self.model(x)[0]
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        lr, betas = self.hparams.learning_rate, (0.5, 0.9)
+        lr, betas = self.hparams.learning_rate, tuple(self.hparams.adam_betas)
         opt_g = torch.optim.Adam(self.model.parameters(), lr=lr, betas=betas)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)
         return [opt_g, opt_d]
+
+    def learning_rate_at(self, batch: int) -> float:
+        """The schedule: linear warm-up, then a half-cosine decay to ``min_lr_ratio``, as a function of the batch
+        count (a buffer saved in checkpoints, so a resumed run continues the same curve)."""
+        h = self.hparams
+        if batch < h.warmup_steps:
+            return h.learning_rate * (batch + 1) / h.warmup_steps
+        if h.lr_decay_steps <= 0:
+            return h.learning_rate
+        progress = min(1.0, (batch - h.warmup_steps) / max(1, h.lr_decay_steps - h.warmup_steps))
+        return h.learning_rate * (h.min_lr_ratio + (1 - h.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def reconstruction_loss(self, x: Tensor, x_rec: Tensor) -> dict[str, Tensor]:
         """Weighted reconstruction terms and their sum under "rec"."""
@@ -119,7 +146,10 @@ class TokenizerTraining(L.LightningModule):
             parts.append(("", videos))
         images = batch.get("images")
         if images is not None and images.numel():
-            parts.append(("image_", images[:, :, None]) if self.config.video else ("", images))
+            if self.config.video:
+                parts.append(("image_", images[:, :, None]))
+            else:
+                parts.append(("", images.contiguous(memory_format=self.memory_format)))
         return parts
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -134,6 +164,9 @@ class TokenizerTraining(L.LightningModule):
             raise FileFormatError("the first training batch has no readable image or video; check data.root")
         self._last_parts = {name: x.detach() for name, x in parts.items()}
         opt_g, opt_d = self.optimizers()
+        lr = self.learning_rate_at(int(self.batches_seen))
+        for group in (*opt_g.param_groups, *opt_d.param_groups):
+            group["lr"] = lr
         gan_active = self.hparams.disc_weight > 0 and int(self.batches_seen) >= self.hparams.disc_start_step
 
         with self.toggled_optimizer(opt_g):
@@ -161,6 +194,7 @@ class TokenizerTraining(L.LightningModule):
         losses["disc_active"] = torch.tensor(float(gan_active))
         losses["quant_loss"] = quant_loss
         losses["loss"] = loss_g
+        losses["lr"] = torch.tensor(lr)
         self._log_train(outputs, losses)
 
     def _all_finite(self, loss: Tensor) -> bool:
@@ -269,9 +303,9 @@ def _sum_terms(terms: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 
 def _initialise(model: VQVAE, export_dir: str) -> None:
     """Load the weights of an exported tokenizer into model, inflating 2D kernels for an image -> video start."""
-    from vqtok.export import load_export  # the export format; imported here so the module loads without it
+    from vqtok.export import load_export, resolve_export  # imported here so the module loads without them
 
-    source = load_export(export_dir)
+    source = load_export(resolve_export(export_dir))
     state = source.state_dict()
     if model.config.video and not source.config.video:
         check_inflatable(source.config, model.config)

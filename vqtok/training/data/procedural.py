@@ -42,9 +42,10 @@ _KIND_PROBS = (0.4, 0.25, 0.25, 0.1)
 _KIND_AREA_R2 = np.array([1.96, 1.69, 1.3, 0.0])
 _STROKE_AREA_R = 3.1
 _COVERAGE = (2.25, 3.25)  # total shape area per image, in canvas areas (e^-2.25..e^-3.25 of the background shows)
-_R_MIN = (1.5, 2.0)  # range of the per-image smallest radius, pixels
+_R_MIN = (1.5, 16.0)  # range of the per-image smallest radius, pixels (log-uniform: busy to calm scenes)
 _FINE_GROUPS_FROM = 1000  # shapes per image from which rasterisation groups are finer (see _rasterise)
 _AUGMENT_PROB = 0.25  # probability of each of blur, noise and JPEG re-compression
+_SUPERSAMPLE_PROB = 0.5  # probability of rendering at twice the size and downscaling (a photo's soft detail)
 
 
 @dataclass
@@ -188,7 +189,7 @@ def _sample_textures(rng: np.random.Generator, r: np.ndarray) -> tuple[np.ndarra
     """Fill codes (N,) and texture parameters (5, N): direction gx, gy, frequency, phase, contrast.
 
     The frequency is 1 / (gradient length) for gradients, 2π / period (period >= 3 px) for stripes and
-    1 / (cell size of 1-4 px) for noise.
+    1 / (cell size of 1.5-12 px) for noise.
     """
     n = len(r)
     fill = rng.choice(4, n, p=_FILL_PROBS)
@@ -197,7 +198,7 @@ def _sample_textures(rng: np.random.Generator, r: np.ndarray) -> tuple[np.ndarra
     freq = np.where(
         fill == _FILL_GRADIENT, 1.0 / (2.0 * r * _uniform(rng, 0.5, 1.5, n)), 2 * math.pi / np.exp(log_period)
     )
-    freq = np.where(fill == _FILL_NOISE, 1.0 / rng.integers(1, 5, n).astype(np.float32), freq)
+    freq = np.where(fill == _FILL_NOISE, 1.0 / _uniform(rng, 1.5, 12.0, n), freq)
     phase = _uniform(rng, 0.0, 2 * math.pi, n)
     contrast = _uniform(rng, 0.5, 3.0, n)
     return fill, np.stack([np.cos(direction), np.sin(direction), freq, phase, contrast]).astype(np.float32)
@@ -215,9 +216,10 @@ def _bounding_boxes(cx: np.ndarray, cy: np.ndarray, extent: np.ndarray, size: in
     return np.stack([x0, y0, np.maximum(x1 - x0, 0), np.maximum(y1 - y0, 0)]).astype(np.int64)
 
 
-def _sample_shapes(rng: np.random.Generator, size: int) -> _Shapes:
-    """Shapes with power-law radii, enough that their total area covers the canvas _COVERAGE times."""
-    r_min, r_max = rng.uniform(*_R_MIN), max(size / 2.0, 2.5)
+def _sample_shapes(rng: np.random.Generator, size: int, scale: int = 1) -> _Shapes:
+    """Shapes with power-law radii, enough that their total area covers the canvas _COVERAGE times; ``scale`` > 1
+    renders a scene at that many times its final size (radii grow with it)."""
+    r_min, r_max = scale * math.exp(rng.uniform(*np.log(_R_MIN))), max(size / 2.0, 2.5)
     budget = rng.uniform(*_COVERAGE) * size * size
     mean_area = 1.6 * r_min**2 * math.log(r_max / r_min)  # ≈ E[r²] * mean area factor, with E[r²] ≈ 2 r_min² ln
     r = _sample_radii(rng, int(2 * budget / mean_area) + 16, r_min, r_max)
@@ -384,9 +386,8 @@ def _texture(shapes: _Shapes, ids: np.ndarray, x: np.ndarray, y: np.ndarray) -> 
             continue
         k = ids[sel]
         gx, gy, freq, phase, contrast = shapes.tex[:, k]
-        if code == _FILL_NOISE:  # blocky noise: a hash of the pixel's cell (cell size 1/freq px)
-            cell_x, cell_y = (x[sel] * freq).astype(np.int64), (y[sel] * freq).astype(np.int64)
-            t[sel] = ((cell_x * 73856093) ^ (cell_y * 19349663) ^ (k * 83492791)) % 1021 * (1.0 / 1020.0)
+        if code == _FILL_NOISE:
+            t[sel] = _value_noise(x[sel] * freq, y[sel] * freq, k)
             continue
         proj = (x[sel] - shapes.cx[k]) * gx + (y[sel] - shapes.cy[k]) * gy  # position along the direction
         if code == _FILL_GRADIENT:
@@ -394,6 +395,26 @@ def _texture(shapes: _Shapes, ids: np.ndarray, x: np.ndarray, y: np.ndarray) -> 
         else:
             t[sel] = np.clip(0.5 + contrast * np.sin(proj * freq + phase), 0.0, 1.0)
     return np.take(shapes.colour0, ids, axis=1) + np.take(shapes.dcolour, ids, axis=1) * t
+
+
+def _value_noise(u: np.ndarray, v: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Smooth value noise in [0, 1] at lattice coordinates (u, v) (n,) float32, a different field per shape k.
+
+    Random values at the integer lattice points (a hash of the point and the shape) are blended with smoothstep
+    weights, so the texture is continuous, like cloth, foliage or stone seen from afar.
+    """
+    iu, iv = np.floor(u), np.floor(v)
+    fu, fv = u - iu, v - iv
+    wu, wv = fu * fu * (3.0 - 2.0 * fu), fv * fv * (3.0 - 2.0 * fv)
+    iu, iv, salt = iu.astype(np.int64), iv.astype(np.int64), k.astype(np.int64) * 83492791
+
+    def corner(du: int, dv: int) -> np.ndarray:
+        h = ((iu + du) * 73856093) ^ ((iv + dv) * 19349663) ^ salt
+        return (h % 1021).astype(np.float32) * np.float32(1.0 / 1020.0)
+
+    top = corner(0, 0) + (corner(1, 0) - corner(0, 0)) * wu
+    bottom = corner(0, 1) + (corner(1, 1) - corner(0, 1)) * wu
+    return top + (bottom - top) * wv
 
 
 def _top_layer(pixel: np.ndarray, key: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -468,10 +489,11 @@ def render_dead_leaves(rng: np.random.Generator, size: int) -> np.ndarray:
 
     A flat or gradient background, then 2.25-3.25 canvas areas' worth of occluding shapes painted back to front
     (about 6% of the background stays visible): rotated ellipses, rotated rectangles, convex polygons and thin
-    strokes, with radii drawn from a density ∝ r^-3 between r_min (1.5-2 px) and size/2, each filled with a
-    flat colour, a linear gradient, sinusoidal stripes or blocky noise, with anti-aliased edges. Colours come
-    from a per-image palette of hues with mostly low saturation. Then, each with probability 1/4: Gaussian
-    blur, Gaussian noise and JPEG re-compression at quality 30-95.
+    strokes, with radii drawn from a density ∝ r^-3 between r_min (1.5-16 px, log-uniform per image: busy to
+    calm scenes) and size/2, each filled with a flat colour, a linear gradient, sinusoidal stripes or smooth value
+    noise, with anti-aliased edges. Colours come from a per-image palette of hues with mostly low saturation.
+    Half of the images are rendered at twice the size and downscaled (Lanczos), for a photo's soft small detail.
+    Then, each with probability 1/4: Gaussian blur, Gaussian noise and JPEG re-compression at quality 30-95.
 
     Args:
         rng: the only source of randomness; the same generator state gives the same image.
@@ -485,10 +507,15 @@ def render_dead_leaves(rng: np.random.Generator, size: int) -> np.ndarray:
     """
     if size < 1:
         raise ConfigError(f"image size must be at least 1 pixel, got {size}")
-    canvas = _background(rng, size)  # (3, S*S) float32 in [0, 1]
-    canvas = _composite(_sample_shapes(rng, size), canvas, size)
-    image = np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8).reshape(3, size, size)
-    return _augment(rng, np.ascontiguousarray(image.transpose(1, 2, 0)))  # (S, S, 3)
+    scale = 2 if rng.random() < _SUPERSAMPLE_PROB else 1
+    side = size * scale
+    canvas = _background(rng, side)  # (3, side*side) float32 in [0, 1]
+    canvas = _composite(_sample_shapes(rng, side, scale), canvas, side)
+    image = np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8).reshape(3, side, side)
+    image = np.ascontiguousarray(image.transpose(1, 2, 0))  # (side, side, 3)
+    if scale > 1:
+        image = np.array(Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS))
+    return _augment(rng, image)  # (S, S, 3)
 
 
 class ProceduralImages(Dataset):

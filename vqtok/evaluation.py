@@ -1,0 +1,179 @@
+"""Reconstruction quality of a tokenizer over files: PSNR, SSIM and codebook usage, as ``vqtok eval`` prints them.
+
+Each file is read at its own resolution, centre-cropped to at most ``crop`` x ``crop`` pixels, encoded, decoded and
+rounded to 8-bit levels (what ``vqtok decode`` writes), then compared with the original pixels. A video's PSNR and
+SSIM are the means of its per-frame values; an image tokenizer encodes a video's frames one by one, as images.
+Codebook usage counts the distinct ids over every token of every file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vqtok.errors import FileFormatError, InputError, VqtokError
+from vqtok.inputs import to_uint8
+from vqtok.io.images import image_extensions, list_images, read_image
+from vqtok.metrics import psnr, ssim
+from vqtok.tokenizer import Tokenizer
+
+__all__ = ["Evaluation", "FileScore", "center_crop", "evaluate_files", "list_media"]
+
+DEFAULT_CROP = 512  # the largest side scored: bigger images and frames are centre-cropped to this
+
+
+@dataclass(frozen=True)
+class FileScore:
+    """One file's reconstruction figures."""
+
+    path: Path
+    kind: str  # "image" or "video"
+    shape: tuple[int, ...]  # (H, W) or (T, H, W), as scored (after the crop)
+    psnr: float  # dB; for a video, the mean of its per-frame PSNRs
+    ssim: float  # for a video, the mean of its per-frame SSIMs
+    tokens: int  # ids this file was encoded into
+
+
+@dataclass
+class Evaluation:
+    """Scores of every file that could be read, the files that could not, and how often each code was used."""
+
+    model: str
+    num_codes: int
+    scores: list[FileScore] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    code_counts: np.ndarray = field(default=None)  # (K,) int64: tokens assigned to each code
+
+    def __post_init__(self) -> None:
+        if self.code_counts is None:
+            self.code_counts = np.zeros(self.num_codes, dtype=np.int64)
+
+    @property
+    def tokens(self) -> int:
+        return int(self.code_counts.sum())
+
+    @property
+    def codes_used(self) -> int:
+        return int(np.count_nonzero(self.code_counts))
+
+    @property
+    def usage(self) -> float:
+        """Fraction of the codebook that at least one token used."""
+        return self.codes_used / self.num_codes
+
+    @property
+    def perplexity(self) -> float:
+        """exp(entropy) of the code distribution: the number of equally used codes it is worth."""
+        p = self.code_counts[self.code_counts > 0] / max(1, self.tokens)
+        return float(math.exp(-(p * np.log(p)).sum())) if len(p) else 0.0
+
+    def of_kind(self, kind: str) -> list[FileScore]:
+        return [s for s in self.scores if s.kind == kind]
+
+    def summary(self) -> dict:
+        """Means per kind and the usage figures, as plain data (what ``vqtok eval --json`` writes)."""
+        out: dict = {"model": self.model, "num_codes": self.num_codes}
+        for kind in ("image", "video"):
+            scores = self.of_kind(kind)
+            if scores:
+                out[f"{kind}s"] = {
+                    "files": len(scores),
+                    "mean_psnr": float(np.mean([s.psnr for s in scores])),
+                    "mean_ssim": float(np.mean([s.ssim for s in scores])),
+                }
+        out.update(tokens=self.tokens, codes_used=self.codes_used, usage=self.usage, perplexity=self.perplexity)
+        out["files"] = [
+            {"path": str(s.path), "kind": s.kind, "shape": list(s.shape), "psnr": s.psnr, "ssim": s.ssim}
+            for s in self.scores
+        ]
+        out["failed"] = [{"path": str(p), "reason": r} for p, r in self.failed]
+        return out
+
+
+def list_media(paths: Iterable[str | os.PathLike], videos: bool) -> list[Path]:
+    """Files to evaluate: files as given, folders searched recursively for images (and videos when ``videos``).
+
+    Raises:
+        FileFormatError: a path does not exist.
+    """
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += list_images(p)
+            if videos:
+                from vqtok.io.video import list_videos  # needs PyAV (the video extra)
+
+                found += list_videos(p)
+        elif p.exists():
+            found.append(p)
+        else:
+            raise FileFormatError(f"{str(p)!r} does not exist")
+    return sorted(set(found))
+
+
+def center_crop(pixels: np.ndarray, crop: int | None) -> np.ndarray:
+    """The centre ``crop`` x ``crop`` window (or less, where the image is smaller) of (..., H, W, 3) pixels."""
+    if crop is None:
+        return pixels
+    h, w = pixels.shape[-3:-1]
+    top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+    return pixels[..., top : top + crop, left : left + crop, :]
+
+
+@torch.inference_mode()
+def _score(tok: Tokenizer, x: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """x (N, 3, [T,] H, W) in [-1, 1] -> (ids, mean PSNR, mean SSIM) of its 8-bit reconstruction."""
+    ids = tok.encode(x)
+    y = tok.decode(ids, size=tuple(x.shape[2:]))
+    y = torch.stack([torch.from_numpy(to_uint8(item)).movedim(-1, 0) for item in y]).float() / 127.5 - 1.0
+    return ids, float(psnr(y, x).mean()), float(ssim(y, x).mean())
+
+
+def evaluate_files(
+    tok: Tokenizer,
+    paths: Iterable[str | os.PathLike],
+    crop: int | None = DEFAULT_CROP,
+    max_frames: int | None = None,
+) -> Evaluation:
+    """Encode and decode each file and score the reconstruction (see the module docstring).
+
+    Args:
+        tok: the tokenizer to measure.
+        paths: image and video files, and folders (searched recursively).
+        crop: score the centre ``crop`` x ``crop`` pixels of larger images and frames; ``None``: whole files.
+        max_frames: score only the first frames of longer videos.
+
+    Returns:
+        The figures. Files that cannot be read are listed in ``failed`` with the reason, and the others are still
+        scored.
+    """
+    if crop is not None and crop < tok.downsample:
+        raise InputError(f"crop must be at least the tokenizer's downsampling factor {tok.downsample}, got {crop}")
+    result = Evaluation(model=tok.config.name, num_codes=tok.codebook_size)
+    images = image_extensions()
+    for path in list_media(paths, videos=True):
+        try:
+            if path.suffix.lower() in images:
+                kind, pixels = "image", center_crop(read_image(path), crop)  # (H, W, 3) float in [0, 1]
+                x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None] * 2.0 - 1.0
+            else:
+                from vqtok.io.video import read_video  # needs PyAV (the video extra)
+
+                frames, _ = read_video(path, max_frames=max_frames)  # (T, H, W, 3) uint8
+                kind, pixels = "video", center_crop(frames, crop)
+                x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+                x = x[None] if tok.is_video else x.transpose(0, 1)  # (1, 3, T, H, W), or frames (T, 3, H, W)
+            ids, p, s = _score(tok, x)
+        except VqtokError as e:
+            result.failed.append((path, str(e)))
+            continue
+        result.code_counts += np.bincount(ids.flatten().cpu().numpy(), minlength=tok.codebook_size)
+        shape = pixels.shape[:-1]  # (H, W) or (T, H, W)
+        result.scores.append(FileScore(path, kind, tuple(shape), p, s, int(ids.numel())))
+    return result
