@@ -60,6 +60,17 @@ def test_ssim_bf16_inputs_computed_in_fp32():
     torch.testing.assert_close(value, ssim(x.bfloat16().float(), y.bfloat16().float()))
 
 
+def test_metrics_inside_bf16_autocast_equal_the_fp32_figures():
+    """Training validates under bf16-mixed autocast, where a conv would run in bf16 and SSIM's variances would
+    cancel (it logged NaN before this was fixed)."""
+    x = _images(2, 3, 64, 64)
+    y = (x + 0.02 * _images(2, 3, 64, 64, seed=1)).clamp(-1, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = ssim(x, y), psnr(x, y)
+    torch.testing.assert_close(inside, (ssim(x, y), psnr(x, y)))
+    assert torch.isfinite(inside[0]).all()
+
+
 def test_video_folds_frames_and_averages_per_video():
     x = _images(2, 3, 4, 16, 16)  # [B, C, T, H, W]
     y = _images(2, 3, 4, 16, 16, seed=1)

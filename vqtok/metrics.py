@@ -3,7 +3,8 @@
 Both functions take two batches of the same shape, either images ``[B, C, H, W]`` or videos ``[B, C, T, H, W]``,
 with values in ``[-1, 1]`` (the tokenizer's pixel range; ``data_range`` is the width of that range). Videos are
 scored frame by frame, with ``T`` folded into the batch, and the frame scores are averaged per video, so the result
-is always one value per batch element, shape ``[B]``. Everything is computed in float32 whatever the input dtype.
+is always one value per batch element, shape ``[B]``. Everything is computed in float32 whatever the input dtype,
+also inside an autocast region (bf16 statistics would cancel catastrophically in the variances).
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 2.0, window_size: int = 11, s
     if window_size < 1 or sigma <= 0:
         raise InputError(f"ssim needs window_size >= 1 and sigma > 0, got window_size={window_size}, sigma={sigma}")
     x, y, num_frames = _fold_frames(x, y)
+    with torch.autocast(x.device.type, enabled=False):  # bf16 variances cancel to 0 or below: NaN
+        return _ssim(x, y, data_range, window_size, sigma).view(-1, num_frames).mean(dim=1)  # [B]
+
+
+def _ssim(x: Tensor, y: Tensor, data_range: float, window_size: int, sigma: float) -> Tensor:
+    """SSIM of each image of float32 ``[N, C, H, W]`` batches, ``[N]``."""
     channels, height, width = x.shape[1:]
     size = min(window_size, height, width)
     size -= 1 - size % 2  # largest odd size that fits, so the window stays centred
@@ -84,8 +91,7 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 2.0, window_size: int = 11, s
     c1, c2 = (_K1 * data_range) ** 2, (_K2 * data_range) ** 2
     luminance = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
     contrast_structure = (2 * cov_xy + c2) / (var_x + var_y + c2)
-    value = (luminance * contrast_structure).mean(dim=(1, 2, 3))  # [B*T]
-    return value.view(-1, num_frames).mean(dim=1)  # [B]
+    return (luminance * contrast_structure).mean(dim=(1, 2, 3))  # [N]
 
 
 def _fold_frames(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, int]:
