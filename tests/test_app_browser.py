@@ -117,13 +117,13 @@ def test_upload_an_image_and_see_the_reconstruction_and_figures(page, tmp_path):
     table.wait_for()  # the figures arrive with the reconstruction
     text = table.inner_text()
     expected = [
-        ("Model", "tiny"),
+        ("Model", "image"),  # the shipped default comes first in the menu
         ("Input size", "96 x 128"),
         ("Token grid", "12 x 16"),
         ("Tokens", "192"),
-        ("Codebook size", "512"),
-        ("Bits per pixel", "0.1406"),
-        ("Compression vs raw RGB (24 bpp)", "170.7x"),
+        ("Codebook size", "16384"),
+        ("Bits per pixel", "0.2188"),
+        ("Compression vs raw RGB (24 bpp)", "109.7x"),
     ]
     for label, value in expected:
         assert f"{label}\t{value}" in text, (label, value, text)

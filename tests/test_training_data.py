@@ -159,3 +159,12 @@ def test_data_module_errors(tmp_path):
     make_folder(tmp_path, [(8, 8)])
     with pytest.raises(ConfigError, match="at least 2"):
         ImageDataModule(root=str(tmp_path), num_workers=0).setup("fit")
+
+
+def test_procedural_images_of_every_small_size_render():
+    """Sprites of procedural clips are rendered on tiny canvases, where the smallest radius must shrink with the
+    canvas (a fixed one larger than the canvas made the shape count negative)."""
+    for size in (1, 2, 3, 5, 8, 13, 24, 40):
+        for seed in range(6):
+            image = render_dead_leaves(np.random.default_rng([seed, size]), size)
+            assert image.shape == (size, size, 3) and image.dtype == np.uint8

@@ -219,7 +219,8 @@ def _bounding_boxes(cx: np.ndarray, cy: np.ndarray, extent: np.ndarray, size: in
 def _sample_shapes(rng: np.random.Generator, size: int, scale: int = 1) -> _Shapes:
     """Shapes with power-law radii, enough that their total area covers the canvas _COVERAGE times; ``scale`` > 1
     renders a scene at that many times its final size (radii grow with it)."""
-    r_min, r_max = scale * math.exp(rng.uniform(*np.log(_R_MIN))), max(size / 2.0, 2.5)
+    r_max = max(size / 2.0, 2.5)
+    r_min = min(scale * math.exp(rng.uniform(*np.log(_R_MIN))), r_max / 2)  # small canvases (sprites) stay busy
     budget = rng.uniform(*_COVERAGE) * size * size
     mean_area = 1.6 * r_min**2 * math.log(r_max / r_min)  # ≈ E[r²] * mean area factor, with E[r²] ≈ 2 r_min² ln
     r = _sample_radii(rng, int(2 * budget / mean_area) + 16, r_min, r_max)
