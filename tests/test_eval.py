@@ -1,0 +1,91 @@
+"""`vqtok eval` on real files: its figures against an independent computation through the public API."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vqtok
+from vqtok.cli.main import main
+from vqtok.inputs import image_batch, to_uint8
+from vqtok.io.video import read_video, write_video
+from vqtok.training.data import render_dead_leaves
+from vqtok.training.data.procedural_video import render_procedural_video
+
+
+def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of two uint8 arrays, in dB (peak 255)."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("media")
+    (root / "nested").mkdir()
+    Image.fromarray(render_dead_leaves(np.random.default_rng(1), 48)).save(root / "a.png")
+    big = np.concatenate([render_dead_leaves(np.random.default_rng(2), 80)] * 2, axis=1)  # 80 x 160
+    Image.fromarray(big).save(root / "nested" / "b.png")
+    clip = render_procedural_video(np.random.default_rng(3), 9, 32, fps=12.0)  # (9, 32, 32, 3)
+    write_video(root / "clip.mp4", clip, fps=12.0, crf=0)
+    (root / "broken.png").write_bytes(b"")
+    (root / "notes.txt").write_text("not media")
+    return root
+
+
+def test_eval_figures_equal_the_api_computed_independently(folder, tmp_path, capsys):
+    out = tmp_path / "figures.json"
+    assert main(["eval", str(folder), "--model", "tiny", "--crop", "64", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    figures = json.loads(out.read_text())
+    by_name = {Path(f["path"]).name: f for f in figures["files"]}
+    assert sorted(by_name) == ["a.png", "b.png", "clip.mp4"]  # notes.txt is not media; broken.png failed
+    assert [Path(f["path"]).name for f in figures["failed"]] == ["broken.png"]
+    assert "broken.png" in printed and "empty" in figures["failed"][0]["reason"]
+
+    tok = vqtok.load("tiny")
+    ids_seen = []
+    for name, crop in (("a.png", (slice(None), slice(None))), ("nested/b.png", (slice(8, 72), slice(48, 112)))):
+        pixels = np.asarray(Image.open(folder / name).convert("RGB"))[crop]  # the centre 64 x 64 of b.png
+        ids = tok.encode(image_batch(np.ascontiguousarray(pixels)))
+        ids_seen.append(ids.flatten())
+        y = to_uint8(tok.decode(ids, size=pixels.shape[:2])[0])
+        scored = by_name[Path(name).name]
+        assert scored["shape"] == list(pixels.shape[:2])
+        assert scored["psnr"] == pytest.approx(psnr_u8(pixels, y), abs=1e-3)
+    frames, _ = read_video(folder / "clip.mp4")  # an image tokenizer scores a clip's frames as images
+    ids = tok.encode(image_batch(list(frames)))
+    ids_seen.append(ids.flatten())
+    y = to_uint8(tok.decode(ids).movedim(0, 1))  # (T, H, W, 3)
+    per_frame = [psnr_u8(f, r) for f, r in zip(frames, y, strict=True)]
+    assert by_name["clip.mp4"]["kind"] == "video" and by_name["clip.mp4"]["shape"] == [9, 32, 32]
+    assert by_name["clip.mp4"]["psnr"] == pytest.approx(np.mean(per_frame), abs=1e-3)
+
+    all_ids = np.concatenate([i.numpy() for i in ids_seen])
+    assert figures["tokens"] == len(all_ids) == 6 * 6 + 8 * 8 + 9 * 4 * 4
+    assert figures["codes_used"] == len(np.unique(all_ids))
+    assert figures["usage"] == pytest.approx(len(np.unique(all_ids)) / 512)
+    mean_images = np.mean([by_name["a.png"]["psnr"], by_name["b.png"]["psnr"]])
+    assert figures["images"]["mean_psnr"] == pytest.approx(mean_images)
+    assert f"mean PSNR {mean_images:.2f} dB" in printed
+
+
+def test_eval_of_a_clip_with_a_video_tokenizer(folder, capsys):
+    assert main(["eval", str(folder / "clip.mp4"), "--model", "video_tiny"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "clip.mp4" in line)
+    vid = vqtok.load("video_tiny")
+    frames, _ = read_video(folder / "clip.mp4")
+    ids = vid.encode(frames)  # (1, 3, 4, 4): 1 + 8/4 latent frames
+    y = to_uint8(vid.decode(ids, size=frames.shape[:3])[0])
+    expected = np.mean([psnr_u8(f, r) for f, r in zip(frames, y, strict=True)])
+    assert f"PSNR {expected:6.2f} dB" in line and "9x32x32" in line
+
+
+def test_eval_with_nothing_readable_fails_and_says_why(tmp_path, capsys):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert main(["eval", str(tmp_path), "--model", "tiny"]) == 2
+    assert "failed: " in capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "missing"), "--model", "tiny"]) == 2
+    assert "does not exist" in capsys.readouterr().err
