@@ -112,6 +112,20 @@ def test_learning_rate_warms_up_decays_and_a_resumed_run_continues_the_curve(mon
     assert module.model.encoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"min_lr_ratio": 2.0}, "min_lr_ratio must be in"),
+        ({"adam_betas": (0.9, 1.0)}, "adam_betas must be"),
+        ({"warmup_steps": -1}, "warmup_steps and lr_decay_steps must be >= 0"),
+        ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+    ],
+)
+def test_bad_schedule_settings_are_refused(bad, message):
+    with pytest.raises(vqtok.ConfigError, match=message):
+        TokenizerTraining(TokenizerConfig.from_name("tiny"), **bad)
+
+
 def test_export_refuses_a_non_vqtok_checkpoint(tmp_path, capsys):
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     assert main(["export", str(tmp_path / "other.ckpt"), str(tmp_path / "out")]) == 2

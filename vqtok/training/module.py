@@ -83,6 +83,7 @@ class TokenizerTraining(L.LightningModule):
         init_from: str | None = None,
     ) -> None:
         super().__init__()
+        _check_schedule(learning_rate, warmup_steps, lr_decay_steps, min_lr_ratio, adam_betas)
         if isinstance(tokenizer, dict):  # load_from_checkpoint passes the saved dict back
             tokenizer = TokenizerConfig.from_dict(tokenizer)
         self.save_hyperparameters(ignore=["tokenizer"])
@@ -289,6 +290,22 @@ class TokenizerTraining(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_CONFIG_KEY] = self.config.to_dict()  # what `vqtok export` reads
+
+
+def _check_schedule(
+    learning_rate: float, warmup_steps: int, lr_decay_steps: int, min_lr_ratio: float, betas: tuple[float, float]
+) -> None:
+    problems = []
+    if not learning_rate > 0:
+        problems.append(f"model.learning_rate must be > 0, got {learning_rate}")
+    if warmup_steps < 0 or lr_decay_steps < 0:
+        problems.append(f"model.warmup_steps and lr_decay_steps must be >= 0, got {warmup_steps}, {lr_decay_steps}")
+    if not 0 <= min_lr_ratio <= 1:
+        problems.append(f"model.min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        problems.append(f"model.adam_betas must be two numbers in [0, 1), got {list(betas)}")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def _frames(x: Tensor) -> Tensor:
