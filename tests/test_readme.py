@@ -1,4 +1,4 @@
-"""The README's Python example runs as written, against the shipped tiny export."""
+"""The README's Python examples run as written, against the shipped exports."""
 
 import re
 from pathlib import Path

@@ -88,6 +88,24 @@ def test_short_names_resolve_from_an_installed_wheel(tmp_path):
     assert installed == sources  # every module of the checkout is in the wheel (pyproject lists the packages)
 
 
+def test_pyproject_lists_every_package():
+    """The wheel's package list is written out (so checkpoints/ can ride along as vqtok._checkpoints)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vqtok").rglob("__init__.py")}
+    assert listed == found | {"vqtok._checkpoints"}
+
+
+def test_a_local_folder_named_like_a_shipped_tokenizer_does_not_hide_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "image").mkdir()  # say, a folder of photos
+    (tmp_path / "image" / "cat.png").write_bytes(b"")
+    assert resolve_export("image") == ROOT / "checkpoints" / "image"
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(vqtok.ExportError, match="missing config.json"):  # not a shipped name: the folder is meant
+        vqtok.load("mine")
+
+
 @pytest.mark.parametrize("name", ["image", "video"])
 def test_shipped_exports_store_half_precision_weights_and_a_float32_codebook(name):
     from safetensors import safe_open

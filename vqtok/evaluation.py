@@ -8,6 +8,7 @@ Codebook usage counts the distinct ids over every token of every file.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterable
@@ -19,13 +20,16 @@ import torch
 
 from vqtok.errors import FileFormatError, InputError, VqtokError
 from vqtok.inputs import to_uint8
-from vqtok.io.images import image_extensions, list_images, read_image
+from vqtok.io.images import list_images, read_image
+from vqtok.io.listing import list_files
+from vqtok.io.optional import video_io, video_suffixes
 from vqtok.metrics import psnr, ssim
 from vqtok.tokenizer import Tokenizer
 
 __all__ = ["Evaluation", "FileScore", "center_crop", "evaluate_files", "list_media"]
 
 DEFAULT_CROP = 512  # the largest side scored: bigger images and frames are centre-cropped to this
+_FRAMES_PER_BATCH = 16  # an image tokenizer encodes a video's frames in batches of this many
 
 
 @dataclass(frozen=True)
@@ -48,11 +52,10 @@ class Evaluation:
     num_codes: int
     scores: list[FileScore] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
-    code_counts: np.ndarray = field(default=None)  # (K,) int64: tokens assigned to each code
+    code_counts: np.ndarray = field(init=False)  # (K,) int64: tokens assigned to each code
 
     def __post_init__(self) -> None:
-        if self.code_counts is None:
-            self.code_counts = np.zeros(self.num_codes, dtype=np.int64)
+        self.code_counts = np.zeros(self.num_codes, dtype=np.int64)
 
     @property
     def tokens(self) -> int:
@@ -96,25 +99,24 @@ class Evaluation:
         return out
 
 
-def list_media(paths: Iterable[str | os.PathLike], videos: bool) -> list[Path]:
-    """Files to evaluate: files as given, folders searched recursively for images (and videos when ``videos``).
+def list_media(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files to evaluate: files as given, folders searched recursively for images and (with PyAV) videos; each
+    file once, however it is spelled or linked.
 
     Raises:
         FileFormatError: a path does not exist.
     """
-    found: list[Path] = []
+    found: dict[Path, Path] = {}
     for p in map(Path, paths):
         if p.is_dir():
-            found += list_images(p)
-            if videos:
-                from vqtok.io.video import list_videos  # needs PyAV (the video extra)
-
-                found += list_videos(p)
+            listed = list_images(p) + (list_files(p, video_suffixes(), "videos") if video_suffixes() else [])
         elif p.exists():
-            found.append(p)
+            listed = [p]
         else:
             raise FileFormatError(f"{str(p)!r} does not exist")
-    return sorted(set(found))
+        for f in listed:
+            found.setdefault(f.resolve(), f)
+    return sorted(found.values())
 
 
 def center_crop(pixels: np.ndarray, crop: int | None) -> np.ndarray:
@@ -127,12 +129,33 @@ def center_crop(pixels: np.ndarray, crop: int | None) -> np.ndarray:
 
 
 @torch.inference_mode()
-def _score(tok: Tokenizer, x: torch.Tensor) -> tuple[torch.Tensor, float, float]:
-    """x (N, 3, [T,] H, W) in [-1, 1] -> (ids, mean PSNR, mean SSIM) of its 8-bit reconstruction."""
+def _score(tok: Tokenizer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (N, 3, [T,] H, W) in [-1, 1] -> (ids, PSNR (N,), SSIM (N,)) of its 8-bit reconstruction."""
     ids = tok.encode(x)
     y = tok.decode(ids, size=tuple(x.shape[2:]))
     y = torch.stack([torch.from_numpy(to_uint8(item)).movedim(-1, 0) for item in y]).float() / 127.5 - 1.0
-    return ids, float(psnr(y, x).mean()), float(ssim(y, x).mean())
+    return ids, psnr(y, x), ssim(y, x)
+
+
+def _unit(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) or float (..., H, W, 3) in [0, 1] -> float32 (..., 3, H, W) in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).movedim(-1, -3).float()
+    return x / 127.5 - 1.0 if pixels.dtype == np.uint8 else x * 2.0 - 1.0
+
+
+def _score_video(
+    tok: Tokenizer, path: Path, crop: int | None, max_frames: int | None
+) -> tuple[tuple[int, ...], torch.Tensor, float, float]:
+    """A video's frames, decoded one by one and cropped -> (shape, ids, mean per-frame PSNR, SSIM)."""
+    frames = (center_crop(frame, crop) for _, frame in video_io().iter_frames(path))
+    frames = np.stack(list(itertools.islice(frames, max_frames)))  # (T, H', W', 3) uint8, cropped
+    x = _unit(frames)  # (T, 3, H, W)
+    if tok.is_video:
+        ids, p, s = _score(tok, x.transpose(0, 1)[None])  # one (1, 3, T, H, W) clip
+        return frames.shape[:3], ids, float(p[0]), float(s[0])
+    parts = [_score(tok, x[i : i + _FRAMES_PER_BATCH]) for i in range(0, len(x), _FRAMES_PER_BATCH)]
+    ids, p, s = (torch.cat(part) for part in zip(*parts, strict=True))  # frames as images
+    return frames.shape[:3], ids, float(p.mean()), float(s.mean())
 
 
 def evaluate_files(
@@ -155,25 +178,24 @@ def evaluate_files(
     """
     if crop is not None and crop < tok.downsample:
         raise InputError(f"crop must be at least the tokenizer's downsampling factor {tok.downsample}, got {crop}")
+    if max_frames is not None and max_frames < 1:
+        raise InputError(f"max_frames must be at least 1, got {max_frames}")
     result = Evaluation(model=tok.config.name, num_codes=tok.codebook_size)
-    images = image_extensions()
-    for path in list_media(paths, videos=True):
+    for path in list_media(paths):
         try:
-            if path.suffix.lower() in images:
+            if path.suffix.lower() in video_suffixes():
+                kind = "video"
+                shape, ids, p, s = _score_video(tok, path, crop, max_frames)
+            else:  # any other file is read as an image, its format decided by its content
                 kind, pixels = "image", center_crop(read_image(path), crop)  # (H, W, 3) float in [0, 1]
-                x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None] * 2.0 - 1.0
-            else:
-                from vqtok.io.video import read_video  # needs PyAV (the video extra)
-
-                frames, _ = read_video(path, max_frames=max_frames)  # (T, H, W, 3) uint8
-                kind, pixels = "video", center_crop(frames, crop)
-                x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
-                x = x[None] if tok.is_video else x.transpose(0, 1)  # (1, 3, T, H, W), or frames (T, 3, H, W)
-            ids, p, s = _score(tok, x)
+                ids, psnrs, ssims = _score(tok, _unit(pixels)[None])
+                shape, p, s = pixels.shape[:2], float(psnrs[0]), float(ssims[0])
         except VqtokError as e:
             result.failed.append((path, str(e)))
             continue
+        except MemoryError:
+            result.failed.append((path, "out of memory (try a smaller --crop or --max-frames)"))
+            continue
         result.code_counts += np.bincount(ids.flatten().cpu().numpy(), minlength=tok.codebook_size)
-        shape = pixels.shape[:-1]  # (H, W) or (T, H, W)
         result.scores.append(FileScore(path, kind, tuple(shape), p, s, int(ids.numel())))
     return result

@@ -64,8 +64,8 @@ def save_export(model: VQVAE, out_dir: str | os.PathLike, dtype: torch.dtype = t
     """Write model to out_dir atomically (replacing an earlier export there). Returns the directory.
 
     ``dtype`` is the storage type of the encoder's and decoder's floating-point weights (float16 halves the
-    files); the codebook stays float32, so ids and the fingerprint do not depend on it. Loading always gives
-    float32 weights.
+    files); the codebook stays float32, so the fingerprint does not depend on it (ids may, where rounding the
+    weights tips a nearest-code choice). Loading always gives float32 weights.
     """
     if dtype not in WEIGHT_DTYPES.values():
         raise ExportError(f"export dtype must be one of {sorted(WEIGHT_DTYPES)}, got {dtype}")
@@ -76,6 +76,11 @@ def save_export(model: VQVAE, out_dir: str | os.PathLike, dtype: torch.dtype = t
         raise ExportError(f"{out} exists and is not a vqtok export; refusing to replace it (choose an empty path)")
     out.parent.mkdir(parents=True, exist_ok=True)
     enc, dec = (_cast_weights(part, dtype) for part in split_state_dict(model.state_dict()))
+    overflow = sorted(
+        k for part in (enc, dec) for k, v in part.items() if v.is_floating_point() and not v.isfinite().all()
+    )
+    if overflow:
+        raise ExportError(f"weights do not fit {dtype} (non-finite after the cast): {_head(overflow)}; export float32")
     meta = {"format": FORMAT, "vqtok_version": __version__}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -214,13 +219,16 @@ def _head(items: list[str], n: int = 5) -> str:
 
 
 def resolve_export(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> Path:
-    """An export directory from a path, or from the short name of a shipped checkpoint (see CHECKPOINT_DIRS)."""
+    """An export directory from a path, or from the short name of a shipped checkpoint (see CHECKPOINT_DIRS).
+
+    A folder in the working directory that happens to have a shipped name (say ``image/`` of photos) does not
+    hide the shipped export unless it holds a config.json.
+    """
     path = Path(name_or_path)
-    if path.is_dir():
+    shipped = [root / path for root in CHECKPOINT_DIRS if len(path.parts) == 1 and (root / path).is_dir()]
+    if path.is_dir() and ((path / CONFIG_FILE).is_file() or not shipped):
         return path
-    if len(path.parts) == 1:
-        for root in CHECKPOINT_DIRS:
-            if (root / path).is_dir():
-                return root / path
+    if shipped:
+        return shipped[0]
     known = sorted(p.name for root in CHECKPOINT_DIRS if root.is_dir() for p in root.iterdir() if p.is_dir())
     raise ExportError(f"no tokenizer export at {str(name_or_path)!r}: not a directory, nor a short name of {known}")

@@ -25,6 +25,7 @@ from vqtok.config import TokenizerConfig
 from vqtok.errors import InputError
 from vqtok.export import DEFAULT_MODEL, load_export, resolve_export
 from vqtok.inputs import ImageInput, VideoInput, id_batch, image_batch, video_batch
+from vqtok.io.optional import video_io, video_suffixes
 from vqtok.model.causal import TileStreams, streaming
 from vqtok.model.vqvae import VQVAE
 from vqtok.temporal import frame_chunks, latent_chunks
@@ -168,7 +169,7 @@ class Tokenizer:
         """
         if not self.is_video:
             raise InputError(f"{self.config.name!r} is an image tokenizer and cannot encode videos")
-        video = _video_io()
+        video = video_io()
         info = video.probe_video(path)
         num_frames = 0
 
@@ -264,7 +265,7 @@ class Tokenizer:
         if isinstance(x, np.ndarray):
             return self.is_video and x.ndim in (4, 5)  # image tokenizers read (B, H, W, 3) as images
         if isinstance(x, (str, os.PathLike)):
-            return Path(x).suffix.lower() in _video_suffixes()
+            return Path(x).suffix.lower() in video_suffixes()
         if isinstance(x, (list, tuple)) and x:
             return self.is_video_input(x[0])
         return False
@@ -297,23 +298,6 @@ class EncodedVideo:
     height: int  # displayed size (rotation applied)
     width: int
     fps: float  # the file's average frame rate
-
-
-def _video_io():  # noqa: ANN202 - the vqtok.io.video module
-    """vqtok.io.video, which needs PyAV (the ``video`` extra)."""
-    try:
-        from vqtok.io import video
-    except ImportError as e:
-        raise InputError(f"reading video files needs PyAV: pip install 'vqtok[video]' ({e})") from None
-    return video
-
-
-@functools.cache
-def _video_suffixes() -> frozenset[str]:
-    try:
-        return _video_io().VIDEO_EXTENSIONS
-    except InputError:  # without PyAV a path is read as an image, and a video gets the image reader's error
-        return frozenset()
 
 
 def _crop_size(size: object, decoded: tuple[int, ...]) -> tuple[int, ...]:

@@ -23,7 +23,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--crop", type=int, default=DEFAULT_CROP, help="score the centre CROP x CROP pixels (0: whole files)"
     )
-    ev.add_argument("--max-frames", type=int, default=None, help="score only the first frames of longer videos")
+    ev.add_argument("--max-frames", type=_positive, default=None, help="score only the first frames of longer videos")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="dtype of the convolutions")
     ev.add_argument("--json", metavar="FILE", help="also write the figures, per file, as JSON")
@@ -46,11 +46,14 @@ def report(result: Evaluation) -> str:
     for s in result.scores:
         shape = "x".join(map(str, s.shape))
         lines.append(f"  {s.kind:5}  {shape:>13}  PSNR {s.psnr:6.2f} dB  SSIM {s.ssim:.4f}  {s.path}")
-    for kind, scores in (("images", result.of_kind("image")), ("videos", result.of_kind("video"))):
-        if scores:
-            mean_psnr = sum(s.psnr for s in scores) / len(scores)
-            mean_ssim = sum(s.ssim for s in scores) / len(scores)
-            lines.append(f"{kind}: {len(scores)} files, mean PSNR {mean_psnr:.2f} dB, mean SSIM {mean_ssim:.4f}")
+    summary = result.summary()
+    for kind in ("images", "videos"):
+        if kind in summary:
+            means = summary[kind]
+            lines.append(
+                f"{kind}: {means['files']} files, mean PSNR {means['mean_psnr']:.2f} dB, "
+                f"mean SSIM {means['mean_ssim']:.4f}"
+            )
     lines.append(
         f"codebook: {result.codes_used} of {result.num_codes} codes used ({100 * result.usage:.1f}%) over "
         f"{result.tokens} tokens, perplexity {result.perplexity:.0f}"
@@ -58,3 +61,10 @@ def report(result: Evaluation) -> str:
     for path, reason in result.failed:
         lines.append(f"failed: {path}: {reason}")
     return "\n".join(lines)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

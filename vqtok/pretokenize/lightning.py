@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from vqtok.errors import VqtokError
+from vqtok.io.optional import video_suffixes
 from vqtok.model.vqvae import VQVAE
 from vqtok.pretokenize.items import Entry, InputReader, UnitBatchSampler, collate_inputs, worker_init
 from vqtok.pretokenize.plan import Plan, Unit, lock_store, open_store, plan_run, run_units
@@ -198,7 +199,7 @@ class InputDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         entries = [Entry(u.name, s) for u in self.units for s in u.sources]
-        reader = InputReader(entries, self.meta.video, self.resolution, self.max_frames, _video_suffixes())
+        reader = InputReader(entries, self.meta.video, self.resolution, self.max_frames, video_suffixes())
         return DataLoader(
             reader,
             batch_sampler=UnitBatchSampler([len(u.sources) for u in self.units], self.batch_size),
@@ -208,11 +209,3 @@ class InputDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=False,
         )
-
-
-def _video_suffixes() -> frozenset[str]:
-    try:
-        from vqtok.io.video import VIDEO_EXTENSIONS
-    except ImportError:  # without PyAV, video files are read as images and fail with the image reader's message
-        return frozenset()
-    return VIDEO_EXTENSIONS

@@ -300,6 +300,8 @@ def _check_schedule(
         problems.append(f"model.learning_rate must be > 0, got {learning_rate}")
     if warmup_steps < 0 or lr_decay_steps < 0:
         problems.append(f"model.warmup_steps and lr_decay_steps must be >= 0, got {warmup_steps}, {lr_decay_steps}")
+    if 0 < lr_decay_steps <= warmup_steps:
+        problems.append(f"model.lr_decay_steps ({lr_decay_steps}) must exceed model.warmup_steps ({warmup_steps})")
     if not 0 <= min_lr_ratio <= 1:
         problems.append(f"model.min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
     if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
