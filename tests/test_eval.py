@@ -1,6 +1,8 @@
 """`vqtok eval` on real files: its figures against an independent computation through the public API."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +91,37 @@ def test_eval_with_nothing_readable_fails_and_says_why(tmp_path, capsys):
     assert "failed: " in capsys.readouterr().out
     assert main(["eval", str(tmp_path / "missing"), "--model", "tiny"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_eval_reads_a_file_by_content_and_each_file_once(folder, tmp_path, capsys):
+    renamed = tmp_path / "frame.dat"  # a PNG under a suffix no reader claims
+    renamed.write_bytes((folder / "a.png").read_bytes())
+    (tmp_path / "link.png").symlink_to(folder / "a.png")
+    args = [str(renamed), str(folder / "a.png"), str(tmp_path / "link.png"), str(tmp_path / ".." / tmp_path.name)]
+    assert main(["eval", *args, "--model", "tiny", "--json", str(tmp_path / "f.json")]) == 0
+    files = json.loads((tmp_path / "f.json").read_text())["files"]
+    assert sorted(Path(f["path"]).name for f in files) == ["a.png", "frame.dat"]  # a.png once, however spelled
+    assert files[0]["psnr"] == files[1]["psnr"]
+
+
+SCRIPT_WITHOUT_PYAV = r"""
+import importlib.abc, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "av":
+            raise ImportError("blocked in this test: av")
+        return None
+
+sys.meta_path.insert(0, Block())
+from vqtok.cli.main import main
+sys.exit(main(["eval", sys.argv[1], sys.argv[2], "--model", "tiny"]))
+"""
+
+
+def test_eval_without_pyav_scores_the_images_and_names_the_missing_package(folder):
+    command = [sys.executable, "-c", SCRIPT_WITHOUT_PYAV, str(folder), str(folder / "clip.mp4")]
+    r = subprocess.run(command, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "images: 2 files" in r.stdout and "videos:" not in r.stdout
+    assert "failed: " in r.stdout and "clip.mp4" in r.stdout  # named explicitly: read as an image, and refused
