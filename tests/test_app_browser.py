@@ -121,7 +121,7 @@ def test_upload_an_image_and_see_the_reconstruction_and_figures(page, tmp_path):
         ("Input size", "96 x 128"),
         ("Token grid", "12 x 16"),
         ("Tokens", "192"),
-        ("Codebook size", "16384"),
+        ("Codebook size", "16,384"),
         ("Bits per pixel", "0.2188"),
         ("Compression vs raw RGB (24 bpp)", "109.7x"),
     ]
@@ -140,7 +140,7 @@ def test_upload_an_image_and_see_the_reconstruction_and_figures(page, tmp_path):
     assert natural_size("encoded") == [128, 96] and natural_size("error-heatmap") == [128, 96]
     assert natural_size("token-grid")[0] > 0 and natural_size("code-usage")[0] > 0
     psnr = float(text.split("PSNR\t")[1].split(" dB")[0])
-    assert psnr > 14, f"the shipped tiny tokenizer should beat random weights (about 11 dB) here, got {psnr} dB"
+    assert psnr > 16, f"the shipped image tokenizer gets 18.5 dB here (random weights about 11 dB), got {psnr} dB"
 
     shot = tmp_path / "app_image_tab.png"
     page.screenshot(path=str(shot), full_page=True)
