@@ -349,7 +349,10 @@ def test_readme_client_example_runs_against_the_app(url, monkeypatch, capsys):
     assert 'Client("http://127.0.0.1:7860/")' in block
     monkeypatch.chdir(root)
     scope: dict = {}
-    exec(compile(block.replace("http://127.0.0.1:7860/", url), "README.md app client example", "exec"), scope)
+    assert '"image", api_name="/tokenize_image"' in block  # the shipped default, as `vqtok demo` serves it
+    # This server serves random-weight test exports, the image one under the name "tiny".
+    block = block.replace("http://127.0.0.1:7860/", url).replace('"image", api_name=', '"tiny", api_name=')
+    exec(compile(block, "README.md app client example", "exec"), scope)
     # 256 x 256 gives 32 x 32 tokens with the default limits; this server downscales to 64 px first
     assert scope["figures"]["token_grid"] == [8, 8] and len(scope["files"]) == 1
     assert "\n[8, 8] 0.140625 " in capsys.readouterr().out
