@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from vqtok.errors import FileFormatError, InputError, VqtokError
-from vqtok.inputs import to_uint8
-from vqtok.io.images import list_images, read_image
+from vqtok.inputs import image_batch, to_uint8
+from vqtok.io.images import list_images
 from vqtok.io.listing import list_files
 from vqtok.io.optional import video_io, video_suffixes
 from vqtok.metrics import psnr, ssim
@@ -119,13 +119,13 @@ def list_media(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return sorted(found.values())
 
 
-def center_crop(pixels: np.ndarray, crop: int | None) -> np.ndarray:
-    """The centre ``crop`` x ``crop`` window (or less, where the image is smaller) of (..., H, W, 3) pixels."""
+def center_crop(x: torch.Tensor, crop: int | None) -> torch.Tensor:
+    """The centre ``crop`` x ``crop`` window (or less, where the image is smaller) of (..., H, W) pixels."""
     if crop is None:
-        return pixels
-    h, w = pixels.shape[-3:-1]
+        return x
+    h, w = x.shape[-2:]
     top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-    return pixels[..., top : top + crop, left : left + crop, :]
+    return x[..., top : top + crop, left : left + crop]
 
 
 @torch.inference_mode()
@@ -137,25 +137,19 @@ def _score(tok: Tokenizer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
     return ids, psnr(y, x), ssim(y, x)
 
 
-def _unit(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 (..., H, W, 3) or float (..., H, W, 3) in [0, 1] -> float32 (..., 3, H, W) in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).movedim(-1, -3).float()
-    return x / 127.5 - 1.0 if pixels.dtype == np.uint8 else x * 2.0 - 1.0
-
-
 def _score_video(
     tok: Tokenizer, path: Path, crop: int | None, max_frames: int | None
 ) -> tuple[tuple[int, ...], torch.Tensor, float, float]:
     """A video's frames, decoded one by one and cropped -> (shape, ids, mean per-frame PSNR, SSIM)."""
-    frames = (center_crop(frame, crop) for _, frame in video_io().iter_frames(path))
-    frames = np.stack(list(itertools.islice(frames, max_frames)))  # (T, H', W', 3) uint8, cropped
-    x = _unit(frames)  # (T, 3, H, W)
+    frames = itertools.islice(video_io().iter_frames(path), max_frames)
+    x = image_batch([center_crop(image_batch(frame), crop) for _, frame in frames])  # (T, 3, H, W), cropped
+    shape = (len(x), *x.shape[-2:])
     if tok.is_video:
         ids, p, s = _score(tok, x.transpose(0, 1)[None])  # one (1, 3, T, H, W) clip
-        return frames.shape[:3], ids, float(p[0]), float(s[0])
+        return shape, ids, float(p[0]), float(s[0])
     parts = [_score(tok, x[i : i + _FRAMES_PER_BATCH]) for i in range(0, len(x), _FRAMES_PER_BATCH)]
     ids, p, s = (torch.cat(part) for part in zip(*parts, strict=True))  # frames as images
-    return frames.shape[:3], ids, float(p.mean()), float(s.mean())
+    return shape, ids, float(p.mean()), float(s.mean())
 
 
 def evaluate_files(
@@ -187,9 +181,9 @@ def evaluate_files(
                 kind = "video"
                 shape, ids, p, s = _score_video(tok, path, crop, max_frames)
             else:  # any other file is read as an image, its format decided by its content
-                kind, pixels = "image", center_crop(read_image(path), crop)  # (H, W, 3) float in [0, 1]
-                ids, psnrs, ssims = _score(tok, _unit(pixels)[None])
-                shape, p, s = pixels.shape[:2], float(psnrs[0]), float(ssims[0])
+                kind, x = "image", center_crop(image_batch(path), crop)  # (1, 3, H, W)
+                ids, psnrs, ssims = _score(tok, x)
+                shape, p, s = x.shape[-2:], float(psnrs[0]), float(ssims[0])
         except VqtokError as e:
             result.failed.append((path, str(e)))
             continue

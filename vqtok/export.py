@@ -33,19 +33,14 @@ DECODER_FILE = "decoder.safetensors"
 FORMAT = "vqtok-export-1"
 CKPT_MODEL_PREFIX = "model."  # where training checkpoints keep the generator's weights
 QUANTIZER_PREFIX = "quantizer."  # the codebook and its statistics stay float32 in every export
-WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# The floating-point dtypes, by name, that exports store weights in and tokenizers run in.
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 # Where short names such as "video" are looked up: the exports an installed wheel carries (package data), then
 # the checkpoints/ folder of a source checkout (beside the package, next to pyproject.toml).
 _PACKAGE_DIR = Path(__file__).resolve().parent  # vqtok/
-CHECKPOINT_DIRS = tuple(
-    d
-    for d, wanted in (
-        (_PACKAGE_DIR / "_checkpoints", True),
-        (_PACKAGE_DIR.parent / "checkpoints", (_PACKAGE_DIR.parent / "pyproject.toml").is_file()),
-    )
-    if wanted
-)
+_IN_CHECKOUT = (_PACKAGE_DIR.parent / "pyproject.toml").is_file()
+CHECKPOINT_DIRS = (_PACKAGE_DIR / "_checkpoints",) + ((_PACKAGE_DIR.parent / "checkpoints",) if _IN_CHECKOUT else ())
 DEFAULT_MODEL = "image"  # what vqtok.load() gives: the shipped f8 image tokenizer (checkpoints/image)
 
 
@@ -67,8 +62,8 @@ def save_export(model: VQVAE, out_dir: str | os.PathLike, dtype: torch.dtype = t
     files); the codebook stays float32, so the fingerprint does not depend on it (ids may, where rounding the
     weights tips a nearest-code choice). Loading always gives float32 weights.
     """
-    if dtype not in WEIGHT_DTYPES.values():
-        raise ExportError(f"export dtype must be one of {sorted(WEIGHT_DTYPES)}, got {dtype}")
+    if dtype not in DTYPES.values():
+        raise ExportError(f"export dtype must be one of {sorted(DTYPES)}, got {dtype}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a directory; choose a directory path for the export")

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from vqtok.config import TokenizerConfig
 from vqtok.errors import InputError
-from vqtok.export import DEFAULT_MODEL, load_export, resolve_export
+from vqtok.export import DEFAULT_MODEL, DTYPES, load_export, resolve_export
 from vqtok.inputs import ImageInput, VideoInput, id_batch, image_batch, video_batch
 from vqtok.io.optional import video_io, video_suffixes
 from vqtok.model.causal import TileStreams, streaming
@@ -341,7 +341,7 @@ def load(
             slightly from an untiled pass, see the README's performance section). ``None`` (the default) never
             tiles; 512 bounds a 4096x4096 image's round trip to about 1 GB.
     """
-    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+    if dtype not in DTYPES.values():
         raise InputError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
     try:
         device = torch.device(device)

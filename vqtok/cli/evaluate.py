@@ -6,14 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 import vqtok
 from vqtok.evaluation import DEFAULT_CROP, Evaluation, evaluate_files
-from vqtok.export import DEFAULT_MODEL
+from vqtok.export import DEFAULT_MODEL, DTYPES
 from vqtok.io.atomic import atomic_file
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -25,13 +21,13 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--max-frames", type=_positive, default=None, help="score only the first frames of longer videos")
     ev.add_argument("--device", default="cpu")
-    ev.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="dtype of the convolutions")
+    ev.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="dtype of the convolutions")
     ev.add_argument("--json", metavar="FILE", help="also write the figures, per file, as JSON")
     ev.set_defaults(func=eval_command)
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    tok = vqtok.load(args.model, device=args.device, dtype=_DTYPES[args.dtype])
+    tok = vqtok.load(args.model, device=args.device, dtype=DTYPES[args.dtype])
     result = evaluate_files(tok, args.inputs, crop=args.crop or None, max_frames=args.max_frames)
     print(report(result))
     if args.json:

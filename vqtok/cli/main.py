@@ -11,6 +11,7 @@ from pathlib import Path
 from vqtok.allocator import keep_freed_memory
 from vqtok.cli import demo, evaluate, store, tokens
 from vqtok.errors import VqtokError
+from vqtok.export import DTYPES
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("out_dir", help="directory to write (replaced atomically if it is an earlier export)")
     exp.add_argument(
         "--dtype",
-        choices=["float32", "float16", "bfloat16"],
+        choices=sorted(DTYPES),
         default="float32",
         help="storage type of the encoder and decoder weights (float16 halves the files; the codebook stays float32)",
     )
@@ -52,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "export":
-            from vqtok.export import WEIGHT_DTYPES, export_checkpoint
+            from vqtok.export import export_checkpoint
 
-            out = export_checkpoint(args.ckpt, args.out_dir, WEIGHT_DTYPES[args.dtype])
+            out = export_checkpoint(args.ckpt, args.out_dir, DTYPES[args.dtype])
             print(f"exported {args.ckpt} -> {out}")
             return 0
         if args.command in ("encode", "decode", "eval", "tokenize", "detokenize", "demo"):

@@ -8,6 +8,7 @@ from pathlib import Path
 import vqtok
 from vqtok.cli.outputs import write_decoded
 from vqtok.errors import ExportError, InputError
+from vqtok.export import DTYPES
 from vqtok.store import TokenStore
 
 
@@ -34,7 +35,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tok.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ... (Lightning)")
     tok.add_argument("--devices", type=_devices, default="auto", help="devices per node: N or auto (Lightning)")
     tok.add_argument("--num-nodes", type=int, default=1, help="number of nodes (Lightning)")
-    tok.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    tok.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     tok.add_argument("--no-progress", action="store_true", help="no progress bar")
     tok.set_defaults(func=tokenize_command)
 

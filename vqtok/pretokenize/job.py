@@ -11,18 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
-import torch
 
 from vqtok._version import __version__
 from vqtok.errors import InputError
+from vqtok.export import DTYPES
 from vqtok.pretokenize.lightning import EncodeModule, InputDataModule, ItemProgress, StoreWriter
 from vqtok.pretokenize.plan import check_store, count_results, merge, wait_for_units
 from vqtok.pretokenize.resolution import Resolution
 from vqtok.pretokenize.sources import expand_sources
 from vqtok.store.layout import DTYPE_NAMES, STORE_FILE, StoreMeta, ids_dtype
 from vqtok.tokenizer import DEFAULT_CHUNK_FRAMES, Tokenizer, load
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
