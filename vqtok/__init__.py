@@ -12,7 +12,15 @@
 from vqtok import inputs, metrics
 from vqtok._version import __version__
 from vqtok.config import PRESETS, TokenizerConfig
-from vqtok.errors import ConfigError, ExportError, FileFormatError, InputError, InputTypeError, VqtokError
+from vqtok.errors import (
+    ConfigError,
+    ExportError,
+    FileFormatError,
+    InputError,
+    InputTypeError,
+    TrainingError,
+    VqtokError,
+)
 from vqtok.model.quantizer import VectorQuantizer
 from vqtok.store import TokenStore
 from vqtok.tokenizer import Tokenizer, load
@@ -27,6 +35,7 @@ __all__ = [
     "TokenStore",
     "Tokenizer",
     "TokenizerConfig",
+    "TrainingError",
     "VectorQuantizer",
     "VqtokError",
     "__version__",

@@ -11,6 +11,8 @@ know about vqtok:
 - :class:`ExportError` (``ValueError``): a directory that is not a vqtok export, or one whose tensors do not
   match its ``config.json``.
 - :class:`ConfigError` (``ValueError``): an invalid tokenizer or training configuration.
+- :class:`TrainingError` (``RuntimeError``): a training run cannot go on (too many non-finite losses in a row, a
+  checkpoint that cannot be written); the last checkpoint written is intact.
 """
 
 
@@ -36,3 +38,7 @@ class ExportError(VqtokError, ValueError):
 
 class ConfigError(VqtokError, ValueError):
     """A configuration is invalid."""
+
+
+class TrainingError(VqtokError, RuntimeError):
+    """A training run stopped: it cannot go on without a change of settings, data or disk space."""

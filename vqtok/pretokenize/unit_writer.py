@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
 from vqtok.io.atomic import atomic_file
+from vqtok.io.tensors import save_safetensors
 from vqtok.store.layout import (
     FORMAT,
     PARTS_DIR,
@@ -85,7 +85,7 @@ class UnitWriter:
             "rank": str(self.rank),
         }
         with atomic_file(self.store / SHARDS_DIR / self._shard_name(self._shards)) as tmp:
-            save_file({SHARD_TENSOR: flat}, str(tmp), metadata=meta)
+            save_safetensors({SHARD_TENSOR: flat}, tmp, metadata=meta)
         self._buffer, self._buffered = [], 0
         self._shards += 1
 

@@ -1,14 +1,19 @@
 """``vqtok fit|validate|test|predict``: the Lightning CLI over :class:`TokenizerTraining` and a data module.
 
 The data module is chosen in the config by ``data.class_path``: ``vqtok.training.data.ImageDataModule`` (the
-default) or ``vqtok.training.data.VideoDataModule``.
+default) or ``vqtok.training.data.VideoDataModule``. Checkpoints are written atomically
+(:class:`~vqtok.training.checkpoint_io.AtomicCheckpointIO`) unless the config names its own checkpoint I/O plugin.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.cli import LightningCLI
 
+from vqtok.training.checkpoint_io import AtomicCheckpointIO
 from vqtok.training.data import ImageDataModule
 from vqtok.training.module import TokenizerTraining
 
@@ -16,6 +21,13 @@ from vqtok.training.module import TokenizerTraining
 class TokenizerCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - a jsonargparse LightningArgumentParser
         parser.set_defaults({"data": {"class_path": f"{ImageDataModule.__module__}.{ImageDataModule.__name__}"}})
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        plugins = kwargs.pop("plugins", None) or self._get(self.config_init, "trainer", default={}).get("plugins")
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        return super().instantiate_trainer(plugins=plugins, **kwargs)
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vqtok.config import CHECKPOINT_CONFIG_KEY, TokenizerConfig
-from vqtok.errors import ConfigError, FileFormatError
+from vqtok.errors import ConfigError, FileFormatError, TrainingError
 from vqtok.metrics import psnr, ssim
 from vqtok.model.inflate import ARCHITECTURE_FIELDS, check_inflatable, inflate_state_dict
 from vqtok.model.quantizer import QuantizerOutput
@@ -84,6 +84,8 @@ class TokenizerTraining(L.LightningModule):
     ) -> None:
         super().__init__()
         _check_schedule(learning_rate, warmup_steps, lr_decay_steps, min_lr_ratio, adam_betas)
+        if not isinstance(max_nonfinite_steps, int) or max_nonfinite_steps < 1:
+            raise ConfigError(f"max_nonfinite_steps must be an int >= 1, got {max_nonfinite_steps!r}")
         if isinstance(tokenizer, dict):  # load_from_checkpoint passes the saved dict back
             tokenizer = TokenizerConfig.from_dict(tokenizer)
         self.save_hyperparameters(ignore=["tokenizer"])
@@ -211,7 +213,7 @@ class TokenizerTraining(L.LightningModule):
             "non-finite loss at batch %d: step skipped (%d in a row)", int(self.batches_seen), self.nonfinite_in_row
         )
         if self.nonfinite_in_row >= self.hparams.max_nonfinite_steps:
-            raise RuntimeError(
+            raise TrainingError(
                 f"training stopped: {self.nonfinite_in_row} non-finite losses in a row (model.max_nonfinite_steps="
                 f"{self.hparams.max_nonfinite_steps}); lower model.learning_rate or check the data"
             )
