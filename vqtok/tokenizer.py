@@ -25,6 +25,7 @@ from vqtok.config import TokenizerConfig
 from vqtok.errors import InputError
 from vqtok.export import DEFAULT_MODEL, DTYPES, load_export, resolve_export
 from vqtok.inputs import ImageInput, VideoInput, id_batch, image_batch, video_batch
+from vqtok.io.images import DEFAULT_MAX_PIXELS
 from vqtok.io.optional import video_io, video_suffixes
 from vqtok.model.causal import TileStreams, streaming
 from vqtok.model.vqvae import VQVAE
@@ -55,6 +56,7 @@ class Tokenizer:
         dtype: torch.dtype,
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         tile_size: int | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         r, f = model.config.temporal_downsample, model.config.downsample
         if not isinstance(chunk_frames, int) or chunk_frames < 1 or chunk_frames % r:
@@ -64,11 +66,16 @@ class Tokenizer:
                 f"tile_size must be None or a multiple of the downsampling factor {f}, at least {8 * f}, "
                 f"got {tile_size!r}"
             )
+        if max_pixels is not None and (
+            not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1
+        ):
+            raise InputError(f"max_pixels must be None or a positive int, got {max_pixels!r}")
         self.model = model
         self.device = device
         self.dtype = dtype
         self.chunk_frames = chunk_frames
         self.tile_size = tile_size
+        self.max_pixels = max_pixels
 
     @property
     def config(self) -> TokenizerConfig:
@@ -126,9 +133,9 @@ class Tokenizer:
                 )
             if isinstance(x, (str, os.PathLike)):
                 return self.encode_video_file(x).ids
-            frames = video_batch(x, self.config.in_channels)  # (B, C, T, H, W)
+            frames = video_batch(x, self.config.in_channels, self.max_pixels)  # (B, C, T, H, W)
             return self._encode_chunks(frame_chunks([frames], self.chunk_frames, self.temporal_downsample))
-        x = image_batch(x, self.config.in_channels).to(self.device)
+        x = image_batch(x, self.config.in_channels, self.max_pixels).to(self.device)
         x = _pad_to_multiple(x, self.downsample).to(self.dtype)
         if not self.is_video:
             x = x.contiguous(memory_format=torch.channels_last)  # the layout the image model's weights are in
@@ -170,12 +177,12 @@ class Tokenizer:
         if not self.is_video:
             raise InputError(f"{self.config.name!r} is an image tokenizer and cannot encode videos")
         video = video_io()
-        info = video.probe_video(path)
+        info = video.probe_video(path, max_frame_pixels=self.max_pixels)
         num_frames = 0
 
         def frames() -> Iterator[Tensor]:
             nonlocal num_frames
-            for _, frame in video.iter_frames(path):  # (H, W, 3) uint8
+            for _, frame in video.iter_frames(path, max_frame_pixels=self.max_pixels):  # (H, W, 3) uint8
                 num_frames += 1
                 yield torch.from_numpy(frame).permute(2, 0, 1)[None, :, None]  # (1, 3, 1, H, W) uint8
 
@@ -206,7 +213,7 @@ class Tokenizer:
         ids (B, t, h, w) give videos (B, 3, 1 + r(t-1), h*f, w*f), cropped to ``size=(T, H, W)`` if given (see
         :meth:`decode_chunks` to receive a long video piece by piece).
         """
-        ids = id_batch(ids, self.codebook_size, video=self.is_video)
+        ids = self._check_ids(ids)
         if ids.ndim == 4:
             return torch.cat(list(self.decode_chunks(ids, size)), dim=2)
         ids = ids.to(self.device)
@@ -228,7 +235,7 @@ class Tokenizer:
         The pieces joined along time equal :meth:`decode`'s result; only one piece is in memory at a time.
         ``size=(T, H, W)`` crops the video (e.g. to the size before padding).
         """
-        ids = id_batch(ids, self.codebook_size, video=self.is_video)
+        ids = self._check_ids(ids)
         if ids.ndim != 4:
             raise InputError(f"decode_chunks takes video ids (B, t, h, w), got shape {tuple(ids.shape)}")
         t, h, w = ids.shape[1:]
@@ -254,8 +261,13 @@ class Tokenizer:
     @torch.inference_mode()
     def codes(self, ids: Tensor) -> Tensor:
         """Token ids (B, [t,] h, w) -> the code vectors float32 (B, code_dim, [t,] h, w) the decoder receives."""
-        ids = id_batch(ids, self.codebook_size, video=self.is_video)
+        ids = self._check_ids(ids)
         return self.model.quantizer.indices_to_codes(ids.to(self.device))
+
+    def _check_ids(self, ids: Tensor) -> Tensor:
+        """Validated int64 ids (see :func:`vqtok.inputs.id_batch`), their grids within ``max_pixels`` once decoded."""
+        max_cells = None if self.max_pixels is None else self.max_pixels // self.downsample**2
+        return id_batch(ids, self.codebook_size, video=self.is_video, max_cells=max_cells)
 
     def is_video_input(self, x: object) -> bool:
         """Whether :meth:`encode` reads ``x`` as a video: a 5D tensor, a path with a video suffix (.mp4, .mkv,
@@ -326,6 +338,7 @@ def load(
     dtype: torch.dtype = torch.float32,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     tile_size: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Tokenizer:
     """Load an exported tokenizer (a directory written by ``vqtok export``, or a short name).
 
@@ -340,13 +353,16 @@ def load(
             decoded in overlapping tiles of this side (memory bounded by the tile; ids and pixels then differ
             slightly from an untiled pass, see the README's performance section). ``None`` (the default) never
             tiles; 512 bounds a 4096x4096 image's round trip to about 1 GB.
+        max_pixels: the largest image or video frame (H * W) encoded or decoded, 8192 x 8192 by default;
+            larger ones are refused with a clear error before any pixel is decoded (image files are checked from
+            their header, so decompression bombs cost nothing). ``None`` lifts the limit.
     """
     if dtype not in DTYPES.values():
         raise InputError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
     try:
         device = torch.device(device)
         torch.empty(0, device=device)  # fails here, with torch's reason, if the device is unusable
-    except (RuntimeError, TypeError) as e:
+    except (RuntimeError, TypeError, ValueError, AssertionError) as e:  # AssertionError: CUDA asked of a CPU build
         raise InputError(f"device {device!r} cannot be used: {e}") from None
     model = load_export(resolve_export(name_or_path))
     model.requires_grad_(False).eval().to(device)
@@ -355,4 +371,4 @@ def load(
             module.to(dtype)
     if not model.config.video:
         model.to(memory_format=torch.channels_last)  # NHWC convolutions are faster in oneDNN and cuDNN
-    return Tokenizer(model, device, dtype, chunk_frames, tile_size)
+    return Tokenizer(model, device, dtype, chunk_frames, tile_size, max_pixels)

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vqtok.errors import FileFormatError, InputError
 from vqtok.io.atomic import atomic_file
-from vqtok.io.listing import list_files
+from vqtok.io.listing import file_problem, list_files
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -36,9 +36,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_PIXELS: int = 2**28
-"""Largest image (width * height) :func:`read_image` decodes by default; larger files are refused as
-decompression bombs before any pixel is decoded (2**28 pixels is 3 GiB as float32 RGB)."""
+DEFAULT_MAX_PIXELS: int = 8192 * 8192
+"""Largest image (width * height) :func:`read_image` (and :func:`vqtok.load`'s tokenizers) read by default; larger
+files are refused as decompression bombs before any pixel is decoded. 8192 x 8192 pixels is 768 MiB as float32
+RGB: a few bytes of a hostile file may ask for that much, not more."""
 
 IMAGE_EXTENSIONS: frozenset[str]
 """Lower-case suffixes of the formats :func:`read_image` decodes; computed on first access, see
@@ -152,15 +153,33 @@ def pil_to_array(img: Image.Image) -> np.ndarray:
 
 def _check_path(path: Path) -> None:
     """Raise FileFormatError unless ``path`` is an existing, non-empty regular file."""
+    if (problem := file_problem(path)) is not None:
+        raise FileFormatError(f"cannot read image {str(path)!r}: {problem}")
+
+
+def _unidentified(path: Path) -> str:
+    """Why Pillow could not open ``path``: a format vqtok does not read, or a known signature with a broken header.
+
+    Pillow drops a plugin's reason when its header parse fails (a PNG cut after 100 bytes, a zero width), and
+    then says only that it cannot identify the file; the file's signature tells the user which it was.
+    """
     try:
-        if not path.exists():
-            raise FileFormatError(f"cannot read image {str(path)!r}: the file does not exist")
-        if path.is_dir():
-            raise FileFormatError(f"cannot read image {str(path)!r}: it is a directory, not a file")
-        if path.stat().st_size == 0:
-            raise FileFormatError(f"cannot read image {str(path)!r}: the file is empty (0 bytes)")
+        with open(path, "rb") as f:
+            prefix = f.read(16)  # what Pillow's format checks look at
     except OSError as e:
-        raise FileFormatError(f"cannot read image {str(path)!r}: {e.strerror or e}") from e
+        return e.strerror or str(e)
+    readable = _readable_formats()
+    for fmt in Image.ID:
+        accept = Image.OPEN[fmt][1]
+        try:
+            claimed = accept is not None and accept(prefix) is True
+        except Exception:  # a plugin's check may trip over a short prefix
+            claimed = False
+        if claimed and fmt in readable:
+            return f"its signature says {fmt}, but its header is corrupt or truncated"
+        if claimed:
+            return f"its signature says {fmt}, a format vqtok does not read"
+    return "not an image format vqtok can decode"
 
 
 def _open_image(path: Path) -> Image.Image:
@@ -221,7 +240,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     except Image.DecompressionBombError as e:  # some plugins (GIF, TIFF, ICO) check sub-image sizes at load
         raise FileFormatError(f"cannot read image {str(path)!r}: possible decompression bomb ({e})") from e
     except UnidentifiedImageError as e:
-        raise FileFormatError(f"cannot read image {str(path)!r}: not an image format vqtok can decode") from e
+        raise FileFormatError(f"cannot read image {str(path)!r}: {_unidentified(path)}") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         # Pillow reports truncated data and corrupt headers as OSError/SyntaxError/ValueError/EOFError.
         raise FileFormatError(f"cannot read image {str(path)!r}: truncated or corrupt ({e})") from e

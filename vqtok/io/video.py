@@ -26,7 +26,7 @@ from av.video.reformatter import ColorRange, Colorspace
 
 from vqtok.errors import FileFormatError, InputError
 from vqtok.io.atomic import atomic_file
-from vqtok.io.listing import list_files
+from vqtok.io.listing import file_problem, list_files
 
 __all__ = [
     "DEFAULT_MAX_FRAME_PIXELS",
@@ -106,17 +106,8 @@ def _reason(e: BaseException) -> str:
 
 def _check_path(path: Path) -> None:
     """Raise FileFormatError unless ``path`` is an existing, non-empty regular file."""
-    try:
-        if not path.exists():
-            raise _error(path, "the file does not exist")
-        if path.is_dir():
-            raise _error(path, "it is a directory, not a file")
-        if not path.is_file():
-            raise _error(path, "it is not a regular file")
-        if path.stat().st_size == 0:
-            raise _error(path, "the file is empty (0 bytes)")
-    except OSError as e:
-        raise _error(path, e.strerror or str(e)) from e
+    if (problem := file_problem(path)) is not None:
+        raise _error(path, problem)
 
 
 def _check_size(path: Path, width: int, height: int, max_frame_pixels: int | None) -> None:
@@ -145,6 +136,8 @@ def _open(
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
             raise _error(path, f"it has no video stream (streams: {kinds})")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # PyAV gives none when FFmpeg has no decoder for the stream's codec id
+            raise _error(path, "FFmpeg has no decoder for its video codec (an unsupported codec, or a corrupt header)")
         if threaded:
             stream.thread_type = "AUTO"  # frame and slice threads
         _check_size(path, stream.codec_context.width, stream.codec_context.height, max_frame_pixels)
@@ -344,19 +337,24 @@ def iter_frames(
 
     Yields:
         ``(time, frame)``: the frame's presentation time in seconds from the start of the stream, and the frame
-        as uint8 (H, W, 3) RGB in [0, 255], rotation applied.
+        as uint8 (H, W, 3) RGB in [0, 255], rotation applied; every frame of one size.
 
     Raises:
         FileFormatError: on the first ``next()`` for a file that cannot be read (see :func:`probe_video`), or
-            later when decoding fails part-way (a truncated or corrupt file).
+            later when decoding fails part-way (a truncated or corrupt file) or the frame size changes.
     """
     path = Path(path)
-    tolerance = legacy = None
+    tolerance = legacy = size = None
     for time, frame, stream in _frames_from(path, start, max_frame_pixels):
         if tolerance is None:
             tolerance, legacy = 0.5 / _nominal_fps(stream), _legacy_rotation(stream)
         if time >= start - tolerance:
-            yield time, _upright(path, frame, _rotation(frame, legacy))
+            rgb = _upright(path, frame, _rotation(frame, legacy))  # (H, W, 3)
+            if size is not None and rgb.shape != size:  # consumers stack frames: refuse here, naming the file
+                (h, w, _), (h2, w2, _) = size, rgb.shape
+                raise _error(path, f"the frame size changes within the video (from {w}x{h} to {w2}x{h2} pixels)")
+            size = rgb.shape
+            yield time, rgb
 
 
 def _stack(path: Path, frames: list[np.ndarray]) -> np.ndarray:
