@@ -49,10 +49,15 @@ def write_decoded_video(
     write_video(path, frames(), fps=fps or 24.0)
 
 
+_MAX_STEM = 200  # characters of a source's stem kept in an output name (file systems allow 255 bytes in a name)
+
+
 def output_name(source: str, index: int, used: set[str], suffix: str) -> str:
-    """A file name inside the output folder: the source's stem, stripped of anything path-like, made unique."""
+    """A file name inside the output folder: the source's stem, stripped of anything path-like and non-ASCII,
+    cut to 200 characters, made unique."""
     fallback = f"{'video' if suffix == '.mp4' else 'image'}_{index}"
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source.replace("\\", "/")).stem).strip("._") or fallback
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source.replace("\\", "/")).stem).strip("._")
+    stem = stem[:_MAX_STEM].rstrip("._") or fallback  # ASCII only, so characters are bytes: the name fits NAME_MAX
     name, n = f"{stem}{suffix}", 1
     while name in used:
         name, n = f"{stem}_{n}{suffix}", n + 1
