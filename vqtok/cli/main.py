@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,14 @@ def _run_lightning(argv: list[str]) -> int:
         cli_main(argv)
     except VqtokError as e:
         print(f"vqtok {argv[0]}: error: {e}", file=sys.stderr)
+        return 2
+    except pickle.UnpicklingError as e:  # --ckpt_path: checkpoints load weights-only (torch's message says why)
+        reason = next((line for line in str(e).splitlines() if "WeightsUnpickler error" in line), "").strip()
+        print(
+            f"vqtok {argv[0]}: error: the checkpoint holds pickled Python objects besides tensors, which vqtok never "
+            f"loads (unpickling can run code); resume from a checkpoint written by vqtok fit ({reason})",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

@@ -21,6 +21,8 @@ from vqtok.training.module import TokenizerTraining
 class TokenizerCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - a jsonargparse LightningArgumentParser
         parser.set_defaults({"data": {"class_path": f"{ImageDataModule.__module__}.{ImageDataModule.__name__}"}})
+        if "weights_only" in {action.dest for action in parser._actions}:
+            parser.set_defaults({"weights_only": True})  # --ckpt_path never unpickles code, even from a URL
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         plugins = kwargs.pop("plugins", None) or self._get(self.config_init, "trainer", default={}).get("plugins")
