@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,10 @@ class TokenizerConfig:
             raise ConfigError("invalid tokenizer config: " + "; ".join(problems))
         if self.in_channels < 1:
             problems.append(f"in_channels must be >= 1, got {self.in_channels}")
+        if self.base_channels < 1 or self.z_channels < 1:
+            problems.append(
+                f"base_channels and z_channels must be >= 1, got {self.base_channels} and {self.z_channels}"
+            )
         if not self.channel_mults or any(m < 1 for m in self.channel_mults):
             problems.append(f"channel_mults must be a non-empty list of positive ints, got {self.channel_mults}")
         widths = [self.base_channels * m for m in self.channel_mults] + [self.z_channels]
@@ -120,7 +125,7 @@ class TokenizerConfig:
         path = Path(path)
         try:
             d = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or an int of 4300+ digits
             raise ConfigError(f"cannot read tokenizer config {path}: {e}") from None
         if not isinstance(d, dict):
             raise ConfigError(f"{path} must hold a JSON object, got {type(d).__name__}")
@@ -141,6 +146,7 @@ def _type_problems(config: TokenizerConfig) -> list[str]:
         value, kind = getattr(config, f.name), _FIELD_KINDS[f.name]
         if kind is float:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and (isinstance(value, int) or math.isfinite(value))  # JSON's NaN and Infinity are floats
         elif kind is int:
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif kind is list:
@@ -148,7 +154,8 @@ def _type_problems(config: TokenizerConfig) -> list[str]:
         else:
             ok = isinstance(value, kind)
         if not ok:
-            problems.append(f"{f.name} must be of type {f.type}, got {value!r}")
+            expected = "a finite number" if kind is float else f"of type {f.type}"
+            problems.append(f"{f.name} must be {expected}, got {value!r}")
     return problems
 
 

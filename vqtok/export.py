@@ -10,19 +10,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from vqtok._version import __version__
 from vqtok.config import CHECKPOINT_CONFIG_KEY, TokenizerConfig
 from vqtok.errors import ConfigError, ExportError
 from vqtok.io.atomic import default_dir_mode, fsync_dir
+from vqtok.io.tensors import save_safetensors
 from vqtok.model.vqvae import CODEBOOK_KEY, DECODER_PREFIXES, ENCODER_PREFIXES, VQVAE
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ CKPT_MODEL_PREFIX = "model."  # where training checkpoints keep the generator's 
 QUANTIZER_PREFIX = "quantizer."  # the codebook and its statistics stay float32 in every export
 # The floating-point dtypes, by name, that exports store weights in and tokenizers run in.
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# The dtypes a file may hold a floating-point weight in (loaded as float32); fp8 and the like are refused.
+WEIGHT_DTYPES = (*DTYPES.values(), torch.float64)
 
 # Where short names such as "video" are looked up: the exports an installed wheel carries (package data), then
 # the checkpoints/ folder of a source checkout (beside the package, next to pyproject.toml).
@@ -80,13 +84,15 @@ def save_export(model: VQVAE, out_dir: str | os.PathLike, dtype: torch.dtype = t
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         tmp.chmod(default_dir_mode())  # mkdtemp makes it private (0o700)
-        save_file(enc, str(tmp / ENCODER_FILE), metadata={**meta, "part": "encoder"})
-        save_file(dec, str(tmp / DECODER_FILE), metadata={**meta, "part": "decoder"})
+        save_safetensors(enc, tmp / ENCODER_FILE, metadata={**meta, "part": "encoder"})
+        save_safetensors(dec, tmp / DECODER_FILE, metadata={**meta, "part": "decoder"})
         (tmp / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
         _fsync_dir_files(tmp)
         _replace_dir(tmp, out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):  # a full disk, say: name the export, not the temporary folder
+            raise OSError(e.errno, f"cannot write the export {out}: {e.strerror or e}") from e
         raise
     return out
 
@@ -126,15 +132,24 @@ def export_checkpoint(
         raise ExportError(f"checkpoint {ckpt_path} does not exist or is not a file")
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's message suggests weights_only=False; vqtok never does that
+        raise ExportError(
+            f"{ckpt_path} holds pickled Python objects besides tensors, which vqtok never loads (unpickling can run "
+            f"code); export a checkpoint written by vqtok fit ({_unpickler_reason(e)})"
+        ) from None
     except Exception as e:  # torch raises many types for a bad or non-weights-only file
-        raise ExportError(f"cannot read checkpoint {ckpt_path} as a weights-only torch file: {e}") from None
+        raise ExportError(f"cannot read checkpoint {ckpt_path} as a torch weights file: {_first_line(e)}") from None
     if not isinstance(ckpt, dict) or CHECKPOINT_CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
         raise ExportError(f"{ckpt_path} is not a vqtok training checkpoint (no '{CHECKPOINT_CONFIG_KEY}' entry)")
     config = _config_from_dict(ckpt[CHECKPOINT_CONFIG_KEY], str(ckpt_path))
-    state = {k[len(CKPT_MODEL_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(CKPT_MODEL_PREFIX)}
-    model = VQVAE(config)
-    _check_and_load(model, state, str(ckpt_path))
-    return save_export(model, out_dir, dtype)
+    state_dict = ckpt["state_dict"]
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) and v.layout == torch.strided and v.device.type == "cpu"
+        for k, v in state_dict.items()
+    ):
+        raise ExportError(f"{ckpt_path}: 'state_dict' is not a dict of named dense tensors; not a vqtok checkpoint")
+    state = {k[len(CKPT_MODEL_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(CKPT_MODEL_PREFIX)}
+    return save_export(_build_and_load(config, state, str(ckpt_path)), out_dir, dtype)
 
 
 def _config_from_dict(d: object, where: str) -> TokenizerConfig:
@@ -156,30 +171,76 @@ def load_export(path: str | os.PathLike) -> VQVAE:
         raise ExportError(f"{root} is not a vqtok export: missing {', '.join(missing)}")
     try:
         config_dict = json.loads((root / CONFIG_FILE).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # bad JSON, an int of 4300+ digits, nesting too deep
         raise ExportError(f"{root / CONFIG_FILE} is not valid JSON: {e}") from None
     config = _config_from_dict(config_dict, str(root / CONFIG_FILE))
     enc = _read_safetensors(root / ENCODER_FILE)
     dec = _read_safetensors(root / DECODER_FILE)
     shared = set(enc) & set(dec)
-    differing = sorted(k for k in shared if enc[k].shape != dec[k].shape or not torch.equal(enc[k], dec[k]))
+    differing = sorted(k for k in shared if not _same_bytes(enc[k], dec[k]))
     if differing:
         raise ExportError(f"{root}: encoder and decoder files disagree on {differing}; they come from different models")
-    model = VQVAE(config)
-    _check_and_load(model, {**enc, **dec}, str(root))
-    return model
+    return _build_and_load(config, {**enc, **dec}, str(root))
+
+
+def _same_bytes(a: Tensor, b: Tensor) -> bool:
+    """Whether two tensors read from files are identical: dtype, shape and bytes (works for every dtype)."""
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
+    )
 
 
 def _read_safetensors(path: Path) -> dict[str, Tensor]:
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ExportError(f"{path} is not a readable safetensors file: {e}") from None
+    except (SafetensorError, OSError, ValueError, TypeError, RuntimeError) as e:  # torch rejects some lying shapes
+        raise ExportError(f"{path} is not a readable safetensors file: {_first_line(e)}") from None
 
 
-def _check_and_load(model: VQVAE, state: dict[str, Tensor], where: str) -> None:
-    """Strict load: every expected tensor present, no extra ones, shapes equal, values finite."""
-    expected = model.state_dict()
+def _first_line(error: Exception, marker: str = "") -> str:
+    """The line of an error message that starts with ``marker`` (else the first line), without torch's C++ trace."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    return next((line for line in lines if marker and line.startswith(marker)), lines[0])
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """What torch's weights-only unpickler refused ("Unsupported global: GLOBAL os.system ..."), without its advice
+    to allowlist the object or to load with weights_only=False."""
+    text = str(error)
+    start = text.find("Unsupported ")
+    return text[start:].splitlines()[0].split(" Please use")[0].strip() if start >= 0 else "not plain weights"
+
+
+def _build_and_load(config: TokenizerConfig, state: dict[str, Tensor], where: str) -> VQVAE:
+    """The model of ``config`` with ``state`` loaded strictly: every expected tensor present, no extra ones, shapes
+    equal, values finite.
+
+    The expected shapes come from a model built on the meta device, so a config.json that asks for a huge model is
+    refused by the shape check before any memory is allocated; the real model is only built for weights that fit.
+    """
+    blocks = config.num_res_blocks * len(config.channel_mults)
+    if blocks > len(state):  # every ResNet block owns tensors; this also bounds the time the meta build takes
+        raise ExportError(
+            f"{where}: the config asks for {blocks} ResNet blocks but the weights hold only {len(state)} tensors; "
+            "config.json does not belong to these weights"
+        )
+    try:
+        with torch.device("meta"):
+            expected = VQVAE(config).state_dict()
+    except (RuntimeError, TypeError, ValueError) as e:  # sizes beyond what torch can represent
+        raise ExportError(
+            f"{where}: the tokenizer config describes a model torch cannot build: {_first_line(e)}"
+        ) from None
+    _check_state(expected, state, where)
+    model = VQVAE(config)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _check_state(expected: dict[str, Tensor], state: dict[str, Tensor], where: str) -> None:
+    """Raise ExportError listing every missing, extra, misshapen, wrongly typed or non-finite tensor."""
     problems = []
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -194,19 +255,23 @@ def _check_and_load(model: VQVAE, state: dict[str, Tensor], where: str) -> None:
     ]
     if wrong:
         problems.append(f"shapes that do not match config.json: {_head(wrong)}")
-    kinds = [
-        f"{k}: {state[k].dtype} where {v.dtype} is expected"
+    wrong_kind = {
+        k
         for k, v in expected.items()
-        if k in state and state[k].is_floating_point() != v.is_floating_point()
-    ]
-    if kinds:
+        if k in state and (state[k].dtype not in WEIGHT_DTYPES if v.is_floating_point() else state[k].dtype != v.dtype)
+    }
+    if wrong_kind:
+        kinds = [f"{k}: {state[k].dtype} where {expected[k].dtype} is expected" for k in sorted(wrong_kind)]
         problems.append(f"tensors of the wrong kind: {_head(kinds)}")
-    nonfinite = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    nonfinite = sorted(
+        k
+        for k, v in expected.items()
+        if k in state and k not in wrong_kind and v.is_floating_point() and not torch.isfinite(state[k]).all()
+    )
     if nonfinite:
         problems.append(f"non-finite values in {_head(nonfinite)}")
     if problems:
         raise ExportError(f"{where}: weights do not match the tokenizer config: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
 
 
 def _head(items: list[str], n: int = 5) -> str:

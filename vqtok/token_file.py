@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 
 from vqtok.errors import FileFormatError, InputError
 from vqtok.io.atomic import atomic_file
+from vqtok.io.tensors import save_safetensors
 
 FORMAT = "vqtok-tokens-1"
 
@@ -54,7 +54,7 @@ def save_tokens(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+            save_safetensors(tensors, tmp, metadata=meta)
     except OSError as e:
         raise FileFormatError(f"cannot write token file {path}: {e}") from None
 
@@ -70,11 +70,17 @@ def load_tokens(path: str | os.PathLike, fingerprint: str | None = None) -> tupl
             if meta.get("format") != FORMAT:
                 raise FileFormatError(f"{path} is not a vqtok token file (format {meta.get('format')!r})")
             entries = _item_entries(json.loads(meta["items"]))
-            tensors = [f.get_tensor(f"ids.{i}") for i in range(len(entries))]
-    except (SafetensorError, OSError, KeyError, ValueError, json.JSONDecodeError) as e:
+            names = [f"ids.{i}" for i in range(len(entries))]
+            extra = sorted(set(f.keys()) - set(names))
+            if extra:
+                raise FileFormatError(f"{path} holds tensors {extra[:5]} that its 'items' metadata does not list")
+            tensors = [f.get_tensor(name) for name in names]
+    # TypeError and RuntimeError: torch on shapes it cannot represent; RecursionError (a RuntimeError): nested JSON
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
         if isinstance(e, FileFormatError):
             raise
-        raise FileFormatError(f"{path} is not a readable vqtok token file: {e}") from None
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__  # without torch's C++ trace
+        raise FileFormatError(f"{path} is not a readable vqtok token file: {message}") from None
     if fingerprint is not None and meta.get("model_fingerprint") != fingerprint:
         raise FileFormatError(
             f"{path} was made by model {meta.get('model')!r} ({meta.get('model_fingerprint')}), not by the model "
@@ -82,7 +88,7 @@ def load_tokens(path: str | os.PathLike, fingerprint: str | None = None) -> tupl
         )
     items = []
     for ids, entry in zip(tensors, entries, strict=True):
-        if ids.ndim != len(entry["size"]) or ids.is_floating_point():
+        if ids.ndim != len(entry["size"]) or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
             raise FileFormatError(
                 f"{path}: token grid of shape {tuple(ids.shape)} and dtype {ids.dtype} does not fit an item of "
                 f"size {entry['size']}"

@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import torch
 
@@ -73,9 +73,12 @@ class StoreMeta:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise FileFormatError(f"{path} is not a {FORMAT} store description")
         try:
-            return cls(**d)
+            meta = cls(**d)
         except TypeError as e:
             raise FileFormatError(f"{path} has unexpected fields: {e}") from None
+        if not (type(meta.num_codes) is int and meta.num_codes >= 1 and isinstance(meta.model_fingerprint, str)):
+            raise FileFormatError(f"{path}: num_codes must be a positive int and model_fingerprint a string")
+        return meta
 
     @property
     def dtype(self) -> torch.dtype:
@@ -117,11 +120,18 @@ class ItemRecord:
             raise FileFormatError(f"{where}: not a manifest record ({e})") from None
         ok = isinstance(record.source, str) and isinstance(record.shard, str) and isinstance(record.offset, int)
         ok = ok and all(
-            isinstance(v, list) and all(isinstance(n, int) and n > 0 for n in v)
+            isinstance(v, list) and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in v)
             for v in (record.size, record.input_size, record.grid)
         )
-        if not ok or record.offset < 0 or len(record.grid) not in (2, 3):
+        ok = ok and record.offset >= 0 and len(record.grid) in (2, 3)
+        ok = ok and len(record.size) == len(record.input_size) == len(record.grid)  # [H, W] or [T, H, W] each
+        if not ok:
             raise FileFormatError(f"{where}: malformed manifest record for {record.source!r}")
+        shard = PurePosixPath(record.shard)
+        if not shard.parts or shard.is_absolute() or ".." in shard.parts or "\\" in record.shard:
+            raise FileFormatError(
+                f"{where}: shard {record.shard!r} of {record.source!r} is not a file path inside the store"
+            )
         return record
 
 
@@ -136,7 +146,7 @@ class ErrorRecord:
 def read_json(path: Path) -> object:
     try:
         return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or an int of 4300+ digits
         raise FileFormatError(f"cannot read {path}: {e}") from None
 
 
@@ -152,7 +162,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, object]]:
             for n, line in enumerate(f, 1):
                 if line.strip():
                     yield n, json.loads(line)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or an int of 4300+ digits
         raise FileFormatError(f"cannot read {path}: {e}") from None
 
 

@@ -96,13 +96,25 @@ class TokenStore:
     def ids(self, i: int) -> Tensor:
         """The ids of item ``i``: int64 (h, w) or (t, h, w), read from its shard."""
         record = self.records[i]
-        flat = self._shard(record.shard).get_slice(SHARD_TENSOR)
-        (length,) = flat.get_shape()
-        if record.offset + record.length > length:
-            raise FileFormatError(f"{record.shard}: item {record.source!r} lies beyond the shard's {length} ids")
-        ids = flat[record.offset : record.offset + record.length].to(torch.int64)
-        if ids.numel() and int(ids.max()) >= self.meta.num_codes:
-            raise FileFormatError(f"{record.shard}: ids of {record.source!r} exceed the codebook size")
+        try:
+            flat = self._shard(record.shard).get_slice(SHARD_TENSOR)
+        except SafetensorError as e:  # a shard without the "ids" tensor
+            raise FileFormatError(f"cannot read shard {self.path / record.shard}: {e}") from None
+        shape = flat.get_shape()
+        if len(shape) != 1:
+            raise FileFormatError(
+                f"{record.shard}: '{SHARD_TENSOR}' has shape {shape}; a shard holds a flat 1-D tensor"
+            )
+        if record.offset + record.length > shape[0]:
+            raise FileFormatError(f"{record.shard}: item {record.source!r} lies beyond the shard's {shape[0]} ids")
+        ids = flat[record.offset : record.offset + record.length]
+        if ids.dtype != self.meta.dtype:
+            raise FileFormatError(
+                f"{record.shard}: ids stored as {ids.dtype}, but the store's ids are {self.meta.dtype}"
+            )
+        ids = ids.to(torch.int64)
+        if ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < self.meta.num_codes:
+            raise FileFormatError(f"{record.shard}: ids of {record.source!r} lie outside [0, {self.meta.num_codes})")
         return ids.view(*record.grid)
 
     def _shard(self, name: str):  # noqa: ANN202 - a safetensors safe_open handle
