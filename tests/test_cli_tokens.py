@@ -124,3 +124,21 @@ def test_unwritable_outputs_are_clear_errors(export_dir, tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     assert main(["decode", str(out), "--model", str(export_dir), "--out", str(tmp_path / "afile")]) == 2
     assert "afile" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "ids, size, message",
+    [
+        (torch.full((2, 2), 600), (16, 16), "ids must lie in [0, 512)"),
+        (torch.zeros(2, 2), (17, 16), "size must be (H, W) ints within the decoded size (16, 16)"),
+        (torch.zeros(2, 2, 2), (5, 16, 16), "it holds a video's ids (2, 2, 2), and 'tiny' is an image tokenizer"),
+    ],
+)
+def test_an_item_that_cannot_be_decoded_is_named_with_its_file(export_dir, tmp_path, capsys, ids, size, message):
+    tok = vqtok.load(export_dir)
+    items = [TokenItem(torch.zeros(2, 2, dtype=torch.long), (16, 16), "fine.png"), TokenItem(ids, size, "bad.png")]
+    save_tokens(tmp_path / "t.safetensors", items, "tiny", tok.fingerprint, 1024)
+    assert main(["decode", str(tmp_path / "t.safetensors"), "--model", str(export_dir), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"vqtok decode: error: {tmp_path / 't.safetensors'}: item 1 ('bad.png') cannot be decoded: ")
+    assert message in err

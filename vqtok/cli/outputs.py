@@ -9,23 +9,39 @@ from pathlib import Path
 from torch import Tensor
 
 import vqtok
+from vqtok.errors import FileFormatError, InputError
 from vqtok.io.images import save_image
 
 
 def write_decoded(
-    tok: vqtok.Tokenizer, items: Iterable[tuple[int, str, Tensor, tuple[int, ...], float | None]], out_dir: Path
+    tok: vqtok.Tokenizer,
+    items: Iterable[tuple[int, str, Tensor, tuple[int, ...], float | None]],
+    out_dir: Path,
+    where: str,
 ) -> None:
-    """Decode ``(index, source, ids, size, fps)`` items into ``out_dir``: (h, w) ids as PNGs, (t, h, w) as MP4s,
-    named after their sources (made safe and unique), each cropped to ``size``."""
+    """Decode ``(index, source, ids, size, fps)`` items of ``where`` (a token file or store, named in errors) into
+    ``out_dir``: (h, w) ids as PNGs, (t, h, w) as MP4s, named after their sources (made safe and unique), each
+    cropped to ``size``.
+
+    Raises:
+        FileFormatError: an item this tokenizer cannot decode (ids outside its codebook, a size beyond the grid,
+            a video's ids for an image tokenizer); the message names ``where``, the item and its source.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     for i, source, ids, size, fps in items:
-        if ids.ndim == 3:
-            path = out_dir / output_name(source, i, used, ".mp4")
-            write_decoded_video(tok, ids, size, fps, path)
-        else:
-            path = out_dir / output_name(source, i, used, ".png")
-            write_decoded_image(tok, ids, size, path)
+        try:
+            if ids.ndim == 3 and not tok.is_video:
+                name = tok.config.name
+                raise InputError(f"it holds a video's ids {tuple(ids.shape)}, and {name!r} is an image tokenizer")
+            if ids.ndim == 3:
+                path = out_dir / output_name(source, i, used, ".mp4")
+                write_decoded_video(tok, ids, size, fps, path)
+            else:
+                path = out_dir / output_name(source, i, used, ".png")
+                write_decoded_image(tok, ids, size, path)
+        except InputError as e:
+            raise FileFormatError(f"{where}: item {i} ({source!r}) cannot be decoded: {e}") from None
         print(f"wrote {path}")
 
 

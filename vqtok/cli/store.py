@@ -94,7 +94,8 @@ def detokenize_command(args: argparse.Namespace) -> int:
     if args.limit is not None:
         indices = list(indices)[: args.limit]
     items = ((i, store[i]) for i in indices)  # read one at a time while decoding
-    write_decoded(tok, ((i, it.source, it.ids, it.input_size, it.fps) for i, it in items), Path(args.out))
+    decoded = ((i, it.source, it.ids, it.input_size, it.fps) for i, it in items)
+    write_decoded(tok, decoded, Path(args.out), where=args.store)
     return 0
 
 

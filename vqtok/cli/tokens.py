@@ -51,5 +51,6 @@ def _encode_file(tok: vqtok.Tokenizer, path: str) -> TokenItem:
 def decode_command(args: argparse.Namespace) -> int:
     tok = vqtok.load(args.model, device=args.device)
     _, items = load_tokens(args.tokens, fingerprint=tok.fingerprint)
-    write_decoded(tok, ((i, it.source, it.ids, it.size, it.fps) for i, it in enumerate(items)), Path(args.out))
+    items = ((i, it.source, it.ids, it.size, it.fps) for i, it in enumerate(items))
+    write_decoded(tok, items, Path(args.out), where=args.tokens)
     return 0
