@@ -17,7 +17,7 @@ from app.limits import Limits
 from app.models import ModelRegistry
 from app.video_tab import build_video_tab
 from app.workspace import Workspace
-from vqtok.allocator import keep_freed_memory
+from vqtok.allocator import share_one_arena
 
 DEFAULT_LIMITS = Limits()
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -62,7 +62,7 @@ def launch(
 ) -> gr.Blocks:
     """Build the app and serve it on ``host:port`` (this machine only unless told otherwise; never a public share
     link). ``block=False`` returns once the server is up (tests; stop it with ``demo.close()``)."""
-    keep_freed_memory()
+    share_one_arena()  # memory stays flat however many worker threads serve requests (see vqtok.allocator)
     demo = create_demo(models, limits)
     demo.launch(
         server_name=host,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import vqtok
 from vqtok.errors import ConfigError, ExportError
-from vqtok.export import resolve_export
+from vqtok.export import export_fingerprint, resolve_export
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class ModelRegistry:
         self.entries = {e.name: e for e in entries}
         self.device = device
         self._loaded: dict[str, vqtok.Tokenizer] = {}
+        self._fingerprints: dict[str, str] = {}  # by name, read from the export files
         self._lock = threading.Lock()
 
     @classmethod
@@ -91,12 +92,15 @@ class ModelRegistry:
 
     def by_fingerprint(self, fingerprint: str) -> str | None:
         """The name of the model whose fingerprint (config and codebook) is ``fingerprint``, or None."""
-        for name in self.entries:
+        for name, entry in self.entries.items():
             try:
-                if self.get(name).fingerprint == fingerprint:
+                with self._lock:
+                    if name not in self._fingerprints:  # read from the files: no model is loaded to compare
+                        self._fingerprints[name] = export_fingerprint(entry.path)
+                if self._fingerprints[name] == fingerprint:
                     return name
             except ExportError as e:  # a broken export in a model folder must not hide the others
-                log.warning("cannot load model %s: %s", name, e)
+                log.warning("cannot read model %s: %s", name, e)
         return None
 
 

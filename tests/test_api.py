@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 import vqtok
 from vqtok.config import TokenizerConfig
-from vqtok.export import load_export, save_export
+from vqtok.export import export_fingerprint, load_export, resolve_export, save_export
 from vqtok.model.vqvae import VQVAE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -282,3 +282,9 @@ def test_export_with_integer_weights_is_refused(export_dir, tmp_path):
     save_file(dec, bad / "decoder.safetensors")
     with pytest.raises(vqtok.ExportError, match="wrong kind.*decoder.conv_out.weight"):
         vqtok.load(bad)
+
+
+def test_an_exports_fingerprint_is_read_without_building_the_model(export_dir):
+    assert export_fingerprint(export_dir) == vqtok.load(export_dir).fingerprint
+    for name in ("image", "video"):
+        assert export_fingerprint(resolve_export(name)) == vqtok.load(name).fingerprint

@@ -7,6 +7,7 @@ never leaves a directory that looks complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import Tensor
 
@@ -159,6 +160,27 @@ def _config_from_dict(d: object, where: str) -> TokenizerConfig:
         return TokenizerConfig.from_dict(d)
     except ConfigError as e:
         raise ExportError(f"{where}: {e}") from None
+
+
+def fingerprint(config: TokenizerConfig, codebook: Tensor) -> str:
+    """16 hex digits that identify a model by its config and codebook (K, D): token files carry the fingerprint of
+    the model that wrote them, so another model can refuse them."""
+    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    h.update(codebook.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def export_fingerprint(path: str | os.PathLike) -> str:
+    """The :func:`fingerprint` of an export directory, from its config.json and codebook alone: no model is built,
+    so matching a token file against many exports costs a few reads, not loading each model."""
+    root = Path(path)
+    try:
+        config = TokenizerConfig.from_file(root / CONFIG_FILE)
+        with safe_open(str(root / DECODER_FILE), framework="pt") as f:
+            codebook = f.get_tensor(CODEBOOK_KEY)  # (K, D)
+    except (ConfigError, SafetensorError, OSError, ValueError, TypeError, RuntimeError) as e:
+        raise ExportError(f"{root} is not a readable export: {str(e).splitlines()[0] if str(e) else e!r}") from None
+    return fingerprint(config, codebook)
 
 
 def load_export(path: str | os.PathLike) -> VQVAE:

@@ -8,9 +8,7 @@ images, which they tokenize as 1-frame videos.
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
-import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from torch import Tensor
 
 from vqtok.config import TokenizerConfig
 from vqtok.errors import InputError
-from vqtok.export import DEFAULT_MODEL, DTYPES, load_export, resolve_export
+from vqtok.export import DEFAULT_MODEL, DTYPES, fingerprint, load_export, resolve_export
 from vqtok.inputs import ImageInput, VideoInput, id_batch, image_batch, video_batch
 from vqtok.io.images import DEFAULT_MAX_PIXELS
 from vqtok.io.optional import video_io, video_suffixes
@@ -84,9 +82,7 @@ class Tokenizer:
     @functools.cached_property
     def fingerprint(self) -> str:
         """Identifies this model (config and codebook), so token files from another model can be refused."""
-        h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
-        h.update(self.model.quantizer.embed.detach().float().cpu().numpy().tobytes())
-        return h.hexdigest()[:16]
+        return fingerprint(self.config, self.model.quantizer.embed)
 
     @property
     def codebook_size(self) -> int:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vqtok.allocator import keep_freed_memory
+from vqtok.allocator import keep_freed_memory, share_one_arena
 from vqtok.cli import demo, evaluate, store, tokens
 from vqtok.errors import VqtokError
 from vqtok.export import DTYPES
@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _configure_logging()
-    keep_freed_memory()  # large activations are reused instead of page-faulted in afresh for every batch
+    if argv[:1] == ["demo"]:
+        share_one_arena()  # a server keeps its memory flat: before any thread starts (see vqtok.allocator)
+    else:
+        keep_freed_memory()  # large activations are reused instead of page-faulted in afresh for every batch
     if argv and argv[0] in LIGHTNING_COMMANDS:
         return _run_lightning(argv)
     if argv and argv[0] == "bench":
