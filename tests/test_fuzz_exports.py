@@ -959,13 +959,14 @@ def decode_token_file(tok: vqtok.Tokenizer, path: Path, out: Path) -> list[Path]
     """What ``vqtok decode`` does with a token file: load it for this model, decode every item to a file."""
     _, items = load_tokens(path, fingerprint=tok.fingerprint)
     shutil.rmtree(out, ignore_errors=True)
-    write_decoded(tok, ((i, it.source, it.ids, it.size, it.fps) for i, it in enumerate(items)), out)
+    write_decoded(tok, ((i, it.source, it.ids, it.size, it.fps) for i, it in enumerate(items)), out, where=str(path))
     return sorted(out.iterdir())
 
 
 def try_token_file(category: str, label: str, tok: vqtok.Tokenizer, path: Path, data: bytes) -> Outcome:
     """Decoding the token file ``data`` writes images, or is refused: FileFormatError naming the file when it
-    cannot be read, InputError (ids outside the codebook, a size beyond the grid) when it cannot be decoded."""
+    cannot be read, and also (naming the file and the item) when an item cannot be decoded: ids outside the codebook,
+    a size beyond the grid."""
     path.write_bytes(data)
     out = path.parent / "decoded"
     names = (str(path), "ids must", "ids are", "size must", "decode_chunks takes")
