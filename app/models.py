@@ -95,7 +95,9 @@ class ModelRegistry:
         for name, entry in self.entries.items():
             try:
                 with self._lock:
-                    if name not in self._fingerprints:  # read from the files: no model is loaded to compare
+                    if name in self._loaded:  # the model that will decode: files replaced since do not count
+                        self._fingerprints[name] = self._loaded[name].fingerprint
+                    elif name not in self._fingerprints:  # read from the files: no model is loaded to compare
                         self._fingerprints[name] = export_fingerprint(entry.path)
                 if self._fingerprints[name] == fingerprint:
                     return name

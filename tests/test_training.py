@@ -254,13 +254,22 @@ def test_fit_on_a_folder_skips_and_counts_unreadable_files(monkeypatch, tmp_path
     assert "skipping image" in caplog.text and ("corrupt.png" in caplog.text or "truncated.jpg" in caplog.text)
 
 
-def test_resuming_from_a_pickled_checkpoint_refuses_it_without_running_it(monkeypatch, tmp_path, capsys):
+@pytest.mark.parametrize("extra", [[], ["--weights_only", "false"]], ids=["default", "weights_only-false"])
+def test_resuming_from_a_pickled_checkpoint_refuses_it_without_running_it(monkeypatch, tmp_path, capsys, extra):
     class Payload:  # what a hostile .ckpt carries: unpickling it would create the marker file
         def __reduce__(self):
             return (Path.touch, (tmp_path / "pwned",))
 
     torch.save({"state_dict": {}, "payload": Payload()}, tmp_path / "hostile.ckpt")
     monkeypatch.chdir(tmp_path)
-    assert main(["fit", "--config", TINY, "--ckpt_path", str(tmp_path / "hostile.ckpt"), *QUIET]) == 2
+    assert main(["fit", "--config", TINY, "--ckpt_path", str(tmp_path / "hostile.ckpt"), *extra, *QUIET]) == 2
     assert "holds pickled Python objects besides tensors, which vqtok never loads" in capsys.readouterr().err
     assert not (tmp_path / "pwned").exists()
+
+
+def test_resuming_from_a_url_is_refused_without_downloading(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--config", TINY, "--ckpt_path", "https://example.com/last.ckpt", *QUIET]) == 2
+    assert "cannot resume from https://example.com/last.ckpt: vqtok reads checkpoints from local files only" in (
+        capsys.readouterr().err
+    )

@@ -6,9 +6,9 @@ threshold; so every large activation of a convolutional model costs page faults 
 on a small CPU can take more time than the convolutions (the README's performance section has the figures).
 Raising both thresholds lets freed activations be reused by the next batch.
 
-This changes a process-wide setting, so vqtok never does it on import: the ``vqtok`` command and the web app call
-:func:`keep_freed_memory` at start-up, and library users may call it themselves. The process's resident memory
-then stays at its high-water mark. ``VQTOK_KEEP_FREED_MEMORY=0`` turns it off.
+This changes a process-wide setting, so vqtok never does it on import: the ``vqtok`` commands (but not
+``vqtok demo``) call :func:`keep_freed_memory` at start-up, and library users may call it themselves. The process's
+resident memory then stays at its high-water mark. ``VQTOK_KEEP_FREED_MEMORY=0`` turns it off.
 
 A long-running server wants the opposite, memory that stays flat: the web app does not keep freed memory, and
 calls :func:`share_one_arena` instead.

@@ -93,7 +93,7 @@ def save_export(model: VQVAE, out_dir: str | os.PathLike, dtype: torch.dtype = t
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError):  # a full disk, say: name the export, not the temporary folder
-            raise OSError(e.errno, f"cannot write the export {out}: {e.strerror or e}") from e
+            raise ExportError(f"cannot write the export {out}: {e.strerror or e}") from e
         raise
     return out
 
@@ -136,7 +136,7 @@ def export_checkpoint(
     except pickle.UnpicklingError as e:  # torch's message suggests weights_only=False; vqtok never does that
         raise ExportError(
             f"{ckpt_path} holds pickled Python objects besides tensors, which vqtok never loads (unpickling can run "
-            f"code); export a checkpoint written by vqtok fit ({_unpickler_reason(e)})"
+            f"code); export a checkpoint written by vqtok fit ({unpickler_reason(e)})"
         ) from None
     except Exception as e:  # torch raises many types for a bad or non-weights-only file
         raise ExportError(f"cannot read checkpoint {ckpt_path} as a torch weights file: {_first_line(e)}") from None
@@ -227,12 +227,15 @@ def _first_line(error: Exception, marker: str = "") -> str:
     return next((line for line in lines if marker and line.startswith(marker)), lines[0])
 
 
-def _unpickler_reason(error: Exception) -> str:
-    """What torch's weights-only unpickler refused ("Unsupported global: GLOBAL os.system ..."), without its advice
-    to allowlist the object or to load with weights_only=False."""
-    text = str(error)
-    start = text.find("Unsupported ")
-    return text[start:].splitlines()[0].split(" Please use")[0].strip() if start >= 0 else "not plain weights"
+def unpickler_reason(error: Exception) -> str:
+    """What torch's weights-only unpickler refused ("Unsupported global: GLOBAL os.system ...", "Trying to load
+    unsupported GLOBAL posix.system ..."), without its advice to allowlist the object or to load with
+    weights_only=False; for a file that is corrupt rather than hostile, the unpickler's own complaint."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    refused = next((line for line in lines if "unsupported" in line.lower()), None)
+    if refused is None:
+        return lines[-1] if lines else type(error).__name__
+    return refused[refused.lower().find("unsupported") :].split(" Please use")[0].split(" Check the doc")[0].strip()
 
 
 def _build_and_load(config: TokenizerConfig, state: dict[str, Tensor], where: str) -> VQVAE:

@@ -355,6 +355,8 @@ def load(
     """
     if dtype not in DTYPES.values():
         raise InputError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
+    if max_pixels is not None and (type(max_pixels) is not int or max_pixels < 1):  # before the model loads
+        raise InputError(f"max_pixels must be None or a positive int, got {max_pixels!r}")
     try:
         device = torch.device(device)
         torch.empty(0, device=device)  # fails here, with torch's reason, if the device is unusable

@@ -106,10 +106,11 @@ def _run_lightning(argv: list[str]) -> int:
         print(f"vqtok {argv[0]}: error: {e}", file=sys.stderr)
         return 2
     except pickle.UnpicklingError as e:  # --ckpt_path: checkpoints load weights-only (torch's message says why)
-        reason = next((line for line in str(e).splitlines() if "WeightsUnpickler error" in line), "").strip()
+        from vqtok.export import unpickler_reason
+
         print(
             f"vqtok {argv[0]}: error: the checkpoint holds pickled Python objects besides tensors, which vqtok never "
-            f"loads (unpickling can run code); resume from a checkpoint written by vqtok fit ({reason})",
+            f"loads (unpickling can run code); resume from a checkpoint written by vqtok fit ({unpickler_reason(e)})",
             file=sys.stderr,
         )
         return 2

@@ -1,8 +1,9 @@
 """``vqtok fit|validate|test|predict``: the Lightning CLI over :class:`TokenizerTraining` and a data module.
 
 The data module is chosen in the config by ``data.class_path``: ``vqtok.training.data.ImageDataModule`` (the
-default) or ``vqtok.training.data.VideoDataModule``. Checkpoints are written atomically
-(:class:`~vqtok.training.checkpoint_io.AtomicCheckpointIO`) unless the config names its own checkpoint I/O plugin.
+default) or ``vqtok.training.data.VideoDataModule``. Checkpoints are written atomically and
+read weights-only from local files (:class:`~vqtok.training.checkpoint_io.AtomicCheckpointIO`) unless the config
+names its own checkpoint I/O plugin.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from vqtok.training.module import TokenizerTraining
 class TokenizerCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - a jsonargparse LightningArgumentParser
         parser.set_defaults({"data": {"class_path": f"{ImageDataModule.__module__}.{ImageDataModule.__name__}"}})
-        if "weights_only" in {action.dest for action in parser._actions}:
-            parser.set_defaults({"weights_only": True})  # --ckpt_path never unpickles code, even from a URL
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         plugins = kwargs.pop("plugins", None) or self._get(self.config_init, "trainer", default={}).get("plugins")

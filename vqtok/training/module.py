@@ -84,7 +84,7 @@ class TokenizerTraining(L.LightningModule):
     ) -> None:
         super().__init__()
         _check_schedule(learning_rate, warmup_steps, lr_decay_steps, min_lr_ratio, adam_betas)
-        if not isinstance(max_nonfinite_steps, int) or max_nonfinite_steps < 1:
+        if type(max_nonfinite_steps) is not int or max_nonfinite_steps < 1:
             raise ConfigError(f"max_nonfinite_steps must be an int >= 1, got {max_nonfinite_steps!r}")
         if isinstance(tokenizer, dict):  # load_from_checkpoint passes the saved dict back
             tokenizer = TokenizerConfig.from_dict(tokenizer)
