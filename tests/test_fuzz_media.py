@@ -404,22 +404,30 @@ def splice_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("splices")
 
 
-def test_spliced_images(images, splice_dir, image_tok):
-    sweep = Sweep("images: hypothesis splices")
+def run_splices(
+    sweep: Sweep, corpus: dict[str, tuple[str, bytes]], folder: Path, check_file: Callable[[Path], None], examples: int
+) -> None:
+    """Hypothesis splices of the files in ``corpus`` (name -> (suffix, bytes)), each written to ``folder`` and
+    handed to ``check_file``; a problem makes hypothesis shrink to the smallest edit."""
     counter = iter(range(10**9))
 
-    @settings(SPLICE_SETTINGS, max_examples=150)
-    @given(splices(sorted(images)))
+    @settings(SPLICE_SETTINGS, max_examples=examples)
+    @given(splices(sorted(corpus)))
     def check(case):
         name, edits = case
-        suffix, data = images[name]
-        path = splice_dir / f"{name}-{next(counter)}{suffix}"
+        suffix, data = corpus[name]
+        path = folder / f"{name}-{next(counter)}{suffix}"
         path.write_bytes(splice(data, edits))
         before = len(sweep.problems)
-        check_image(sweep, path, image_tok)
-        assert len(sweep.problems) == before, sweep.problems[-1]  # let hypothesis shrink to the smallest edit
+        check_file(path)
+        assert len(sweep.problems) == before, sweep.problems[-1]
 
     check()
+
+
+def test_spliced_images(images, splice_dir, image_tok):
+    sweep = Sweep("images: hypothesis splices")
+    run_splices(sweep, images, splice_dir, lambda path: check_image(sweep, path, image_tok), examples=150)
     sweep.finish(minimum=150)
 
 
@@ -656,20 +664,7 @@ def test_bit_flipped_videos(videos, tmp_path, video_tok):
 
 def test_spliced_videos(videos, splice_dir, video_tok):
     sweep = Sweep("videos: hypothesis splices")
-    counter = iter(range(10**9))
-
-    @settings(SPLICE_SETTINGS, max_examples=60)
-    @given(splices(sorted(videos)))
-    def check(case):
-        name, edits = case
-        suffix, data = videos[name]
-        path = splice_dir / f"{name}-{next(counter)}{suffix}"
-        path.write_bytes(splice(data, edits))
-        before = len(sweep.problems)
-        check_video(sweep, path, video_tok)
-        assert len(sweep.problems) == before, sweep.problems[-1]
-
-    check()
+    run_splices(sweep, videos, splice_dir, lambda path: check_video(sweep, path, video_tok), examples=60)
     sweep.finish(minimum=60)
 
 

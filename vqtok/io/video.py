@@ -350,18 +350,22 @@ def iter_frames(
             tolerance, legacy = 0.5 / _nominal_fps(stream), _legacy_rotation(stream)
         if time >= start - tolerance:
             rgb = _upright(path, frame, _rotation(frame, legacy))  # (H, W, 3)
-            if size is not None and rgb.shape != size:  # consumers stack frames: refuse here, naming the file
-                (h, w, _), (h2, w2, _) = size, rgb.shape
-                raise _error(path, f"the frame size changes within the video (from {w}x{h} to {w2}x{h2} pixels)")
-            size = rgb.shape
+            size = rgb.shape if size is None else size
+            _check_size_unchanged(path, size, rgb.shape)  # consumers stack frames: refuse here, naming the file
             yield time, rgb
+
+
+def _check_size_unchanged(path: Path, first: tuple[int, ...], shape: tuple[int, ...]) -> None:
+    """A frame of ``shape`` (H, W, 3) after a first one of ``first``: a size change is a FileFormatError."""
+    if shape != first:
+        (h, w, _), (h2, w2, _) = first, shape
+        raise _error(path, f"the frame size changes within the video (from {w}x{h} to {w2}x{h2} pixels)")
 
 
 def _stack(path: Path, frames: list[np.ndarray]) -> np.ndarray:
     """uint8 (H, W, 3) frames -> (T, H, W, 3); a size change mid-stream is a FileFormatError."""
-    sizes = {frame.shape for frame in frames}
-    if len(sizes) > 1:
-        raise _error(path, f"the frame size changes within the video ({', '.join(map(str, sorted(sizes)))})")
+    for frame in frames[1:]:
+        _check_size_unchanged(path, frames[0].shape, frame.shape)
     return np.stack(frames)
 
 
