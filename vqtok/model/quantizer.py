@@ -111,6 +111,10 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("cluster_size", torch.zeros(num_codes))
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
         self.register_buffer("epoch_counts", torch.zeros(num_codes), persistent=False)
+        # Restarts and k-means draw from their own generator (seeded from torch's initial seed, which
+        # seed_everything sets), never from the global one: training checkpoints its state, so a resumed run
+        # re-seeds exactly the codes the uninterrupted run would have.
+        self.generator = torch.Generator().manual_seed(torch.initial_seed() % 2**63)
 
     def codebook(self) -> Tensor:
         """(K, D) fp32 codes as used in the lookup."""
@@ -174,7 +178,7 @@ class VectorQuantizer(nn.Module):
         dead = self.cluster_size < self.dead_code_threshold * even_share  # (K,) identical on all ranks
         num_dead = int(dead.sum())
         if num_dead:
-            picks = torch.randint(z.shape[0], (num_dead,), device=z.device)
+            picks = torch.randint(z.shape[0], (num_dead,), generator=self.generator).to(z.device)
             seeds = dist_utils.broadcast(z[picks].contiguous())  # (num_dead, D)
             self.embed.data[dead] = seeds.to(self.embed.dtype)
             self.cluster_size[dead] = even_share
@@ -186,9 +190,10 @@ class VectorQuantizer(nn.Module):
     def _kmeans_init(self, z: Tensor) -> None:
         """Lloyd's k-means over every rank's vectors (sums all-reduced), started from rank 0's samples."""
         n = z.shape[0]
-        picks = torch.randperm(n, device=z.device)[: self.num_codes]
-        if n < self.num_codes:
-            picks = torch.randint(n, (self.num_codes,), device=z.device)
+        if n >= self.num_codes:
+            picks = torch.randperm(n, generator=self.generator)[: self.num_codes].to(z.device)
+        else:
+            picks = torch.randint(n, (self.num_codes,), generator=self.generator).to(z.device)
         centroids = dist_utils.broadcast(z[picks].contiguous())  # (K, D)
         counts = torch.zeros(self.num_codes, device=z.device)
         for _ in range(self.kmeans_iters):

@@ -29,6 +29,8 @@ from vqtok.training.losses import adaptive_weight, hinge_d_loss, hinge_g_loss
 
 log = logging.getLogger(__name__)
 
+_RESUME_STATE_KEY = "vqtok_resume_state"  # training checkpoints: random and counter state beyond the state dict
+
 
 class TokenizerTraining(L.LightningModule):
     """Trains :class:`VQVAE` with L1/L2 (+ optional perceptual) reconstruction, the quantizer's losses and a
@@ -292,6 +294,21 @@ class TokenizerTraining(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_CONFIG_KEY] = self.config.to_dict()  # what `vqtok export` reads
+        # The training state that is not a tensor of the model: with it a resumed run repeats the uninterrupted one
+        # exactly (the data order and augmentations are functions of the epoch, see training/data/sampling.py;
+        # Lightning stores the loader's position). Rank 0's generator decides restarts on every rank (broadcast).
+        checkpoint[_RESUME_STATE_KEY] = {
+            "quantizer_generator": self.model.quantizer.generator.get_state(),
+            "nonfinite_in_row": self.nonfinite_in_row,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get(_RESUME_STATE_KEY)
+        if state is None:  # a checkpoint written before vqtok 0.2: resumes, but restarts draw anew
+            log.warning("the checkpoint has no %r: codebook restarts will not repeat the first run", _RESUME_STATE_KEY)
+            return
+        self.model.quantizer.generator.set_state(state["quantizer_generator"])
+        self.nonfinite_in_row = int(state["nonfinite_in_row"])
 
 
 def _check_schedule(

@@ -9,11 +9,13 @@ from typing import Any
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from vqtok.errors import ConfigError
 from vqtok.io.images import list_images
 from vqtok.training.data.folder import ImageFolder, collate_images, split_files
 from vqtok.training.data.procedural import ProceduralImages
+from vqtok.training.data.sampling import KeyedSampler
 
 __all__ = ["ImageDataModule", "SplitDataModule"]
 
@@ -28,20 +30,50 @@ class SplitDataModule(L.LightningDataModule):
 
     collate: Callable[[list[Any]], dict[str, Any]]
 
-    def __init__(self, batch_size: int, num_workers: int) -> None:
+    def __init__(self, batch_size: int, num_workers: int, seed: int) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.seed = seed
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled batches; the last incomplete batch is dropped."""
-        return self._loader(self._dataset("train_set"), shuffle=True, drop_last=True)
+    def train_dataloader(self) -> StatefulDataLoader:
+        """Shuffled batches of this rank's share of the items; the last incomplete batch is dropped.
+
+        The order and every random augmentation are functions of ``seed`` and the epoch
+        (:class:`~vqtok.training.data.sampling.KeyedSampler`), and the loader is a ``StatefulDataLoader`` whose
+        position Lightning stores in each checkpoint: a run resumed from any checkpoint, mid-epoch included,
+        sees exactly the batches the uninterrupted run saw.
+        """
+        dataset = self._dataset("train_set")
+        trainer = self.trainer  # None outside a Trainer
+        world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = KeyedSampler(len(dataset), self.seed, num_replicas=world_size, rank=rank)  # type: ignore[arg-type]
+        if trainer is not None:
+            # The epoch Lightning will pass to set_epoch, set now: a resumed run builds the iterator before that
+            # call, and workers draw their first indices as soon as the iterator exists.
+            sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+        return StatefulDataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        """Validation batches, in a fixed order."""
-        return self._loader(self._dataset("val_set"), shuffle=False, drop_last=False)
+        """Validation batches, in a fixed order (each item's deterministic view)."""
+        return DataLoader(
+            self._dataset("val_set"),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate,
+        )
 
     def test_dataloader(self) -> DataLoader:
         """The validation batches (there is no separate test split)."""
@@ -57,18 +89,6 @@ class SplitDataModule(L.LightningDataModule):
             self.setup()
             dataset = getattr(self, name)
         return dataset
-
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=False,
-            collate_fn=self.collate,
-        )
 
 
 class ImageDataModule(SplitDataModule):
@@ -90,8 +110,9 @@ class ImageDataModule(SplitDataModule):
         image_size: side S of the square crops, in pixels.
         batch_size: images per batch (training drops the last incomplete batch).
         num_workers: DataLoader worker processes (0 loads in the main process).
-        seed: seed of the procedural images and of the train/validation file split. The order of training
-            batches and the random crops follow torch's global seed (``seed_everything``).
+        seed: seed of the procedural images, of the train/validation file split, and of the order of training
+            batches and their random crops (one permutation and one crop per item and epoch, independent of
+            torch's global seed, so a resumed run repeats them exactly).
         train_samples: length of one procedural training epoch.
         val_samples: number of procedural validation images.
         val_fraction: share of the files in ``root`` held out for validation.
@@ -113,12 +134,11 @@ class ImageDataModule(SplitDataModule):
         val_samples: int = 64,
         val_fraction: float = 0.01,
     ) -> None:
-        super().__init__(batch_size, num_workers)
+        super().__init__(batch_size, num_workers, seed)
         _check_arguments(root, image_size, batch_size, num_workers, seed, train_samples, val_samples, val_fraction)
         self.save_hyperparameters()
         self.root = root
         self.image_size = image_size
-        self.seed = seed
         self.train_samples = train_samples
         self.val_samples = val_samples
         self.val_fraction = val_fraction

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from vqtok.errors import ConfigError, FileFormatError
 from vqtok.io.images import list_images, read_image
+from vqtok.training.data.sampling import SampleKey, as_key
 
 __all__ = ["ImageFolder", "collate_images"]
 
@@ -25,8 +26,8 @@ class ImageFolder(Dataset):
 
     Training (``train=True``): resize so that the shorter side is a random length in [S, 1.25 S] (antialiased
     bicubic; smaller images are upscaled), take a random S x S crop, flip horizontally with probability 1/2.
-    All randomness comes from torch's global generator, so ``lightning.seed_everything`` (with
-    ``workers=True``) makes it reproducible, and each DataLoader worker draws differently.
+    The randomness comes from the :class:`~vqtok.training.data.sampling.SampleKey` the sampler passes (one seed
+    per item and epoch), never from a global generator, so it is the same in every worker and after a resume.
 
     Evaluation (``train=False``): resize the shorter side to S, take the centre S x S crop; deterministic.
 
@@ -60,27 +61,28 @@ class ImageFolder(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> torch.Tensor | None:
-        """Crop ``i`` as a float32 tensor (3, S, S) in [-1, 1], or ``None`` if its file cannot be read."""
-        path = self.files[i]
+    def __getitem__(self, key: int | SampleKey) -> torch.Tensor | None:
+        """Crop of item ``key`` as a float32 tensor (3, S, S) in [-1, 1], or ``None`` if its file cannot be read."""
+        key = as_key(key)
+        path = self.files[key.index]
         try:
             image = read_image(path)  # (H, W, 3) float32 in [0, 1]
         except FileFormatError as e:
             logger.warning("skipping image %s: %s", path, e)
             return None
         x = torch.from_numpy(image).permute(2, 0, 1)  # (3, H, W)
-        x = self._random_crop(x) if self.train else self._centre_crop(x)
+        x = self._random_crop(x, key.generator()) if self.train else self._centre_crop(x)
         return x * 2.0 - 1.0
 
-    def _random_crop(self, x: torch.Tensor) -> torch.Tensor:
+    def _random_crop(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Training view of a (3, H, W) image in [0, 1]: random zoom, random crop, random flip -> (3, S, S)."""
         size = self.image_size
-        shorter = int(torch.randint(size, int(_MAX_TRAIN_ZOOM * size) + 1, ()).item())
+        shorter = int(torch.randint(size, int(_MAX_TRAIN_ZOOM * size) + 1, (), generator=g).item())
         x = _resize_shorter_side(x, shorter, size)
-        top = int(torch.randint(0, x.shape[1] - size + 1, ()).item())
-        left = int(torch.randint(0, x.shape[2] - size + 1, ()).item())
+        top = int(torch.randint(0, x.shape[1] - size + 1, (), generator=g).item())
+        left = int(torch.randint(0, x.shape[2] - size + 1, (), generator=g).item())
         x = x[:, top : top + size, left : left + size]
-        if torch.rand(()) < 0.5:
+        if torch.rand((), generator=g) < 0.5:
             x = x.flip(-1)
         return x.contiguous()
 

@@ -30,6 +30,7 @@ from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 
 from vqtok.errors import ConfigError
+from vqtok.training.data.sampling import SampleKey, as_key
 
 __all__ = ["ProceduralImages", "render_dead_leaves"]
 
@@ -547,8 +548,9 @@ class ProceduralImages(Dataset):
     def __len__(self) -> int:
         return self.num_samples
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def __getitem__(self, key: int | SampleKey) -> torch.Tensor:
         """Image ``i`` as a float32 tensor of shape (3, S, S) with values in [-1, 1]."""
+        i = as_key(key).index  # a pure function of the index: the draw's seed is not needed
         if not 0 <= i < self.num_samples:
             raise IndexError(f"index {i} out of range for {self.num_samples} samples")
         rng = np.random.default_rng([self.seed, self.stream, int(i)])

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from vqtok.errors import ConfigError
 from vqtok.training.data.procedural import render_dead_leaves
+from vqtok.training.data.sampling import SampleKey, as_key
 
 __all__ = ["ProceduralVideos", "procedural_video_frames", "render_procedural_video"]
 
@@ -239,8 +240,9 @@ class ProceduralVideos(Dataset):
     def __len__(self) -> int:
         return self.num_samples
 
-    def __getitem__(self, i: int) -> Tensor:
+    def __getitem__(self, key: int | SampleKey) -> Tensor:
         """Clip ``i`` as float32 (3, T, S, S) in [-1, 1]."""
+        i = as_key(key).index  # a pure function of the index: the draw's seed is not needed
         if not 0 <= i < self.num_samples:
             raise IndexError(f"index {i} out of range for {self.num_samples} samples")
         rng = np.random.default_rng([self.seed, self.stream, int(i)])

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from vqtok.errors import ConfigError
 from vqtok.training.data.datamodule import ImageDataModule, SplitDataModule
 from vqtok.training.data.procedural_video import ProceduralVideos
+from vqtok.training.data.sampling import SampleKey, as_key
 
 __all__ = ["MixedClips", "VideoDataModule", "collate_mixed"]
 
@@ -22,7 +23,8 @@ _TRAIN_STREAM, _VAL_STREAM = 0, 1  # procedural sub-streams: validation never re
 
 
 class MixedClips(Dataset):
-    """Item i: ``{"video": clip i, "image": image i mod len(images)}`` (no "image" without an image set).
+    """Item i: ``{"video": clip i, "image": image i mod len(images)}`` (no "image" without an image set); a
+    :class:`SampleKey` gives the image a seed of its own, derived from the clip's.
 
     Either entry is ``None`` when its file could not be read (see :func:`collate_mixed`).
     """
@@ -34,10 +36,11 @@ class MixedClips(Dataset):
     def __len__(self) -> int:
         return len(self.videos)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor | None]:
-        item = {"video": self.videos[i]}
+    def __getitem__(self, key: int | SampleKey) -> dict[str, torch.Tensor | None]:
+        key = as_key(key)
+        item = {"video": self.videos[key]}
         if self.images is not None:
-            item["image"] = self.images[i % len(self.images)]
+            item["image"] = self.images[key.child(key.index % len(self.images), stream=1)]
         return item
 
 
@@ -77,7 +80,8 @@ class VideoDataModule(SplitDataModule):
         image_size: side S of the square crops.
         batch_size: clips per batch (and images, when mixed).
         num_workers: DataLoader worker processes (0 loads in the main process).
-        seed: seed of the procedural data and of the train/validation split.
+        seed: seed of the procedural data, of the train/validation split, and of the order of training batches
+            and their random clip starts and crops (see :class:`~vqtok.training.data.sampling.KeyedSampler`).
         fps: sampling rate of the clips; ``None`` uses each file's own rate divided by ``frame_stride``.
         frame_stride: with ``fps=None``, take every n-th frame.
         segment_seconds: length of the segments a long video is split into (one clip per segment and epoch).
@@ -105,13 +109,12 @@ class VideoDataModule(SplitDataModule):
         val_samples: int = 16,
         val_fraction: float = 0.05,
     ) -> None:
-        super().__init__(batch_size, num_workers)
+        super().__init__(batch_size, num_workers, seed)
         _check_arguments(root, num_frames, fps, frame_stride, segment_seconds, images)
         self.save_hyperparameters()
         self.root = root
         self.num_frames = num_frames
         self.image_size = image_size
-        self.seed = seed
         self.clip_options = dict(fps=fps, frame_stride=frame_stride, segment_seconds=segment_seconds)
         self.train_samples = train_samples
         self.val_samples = val_samples

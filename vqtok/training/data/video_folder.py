@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from vqtok.errors import ConfigError, FileFormatError
 from vqtok.io.video import VideoInfo, list_videos, probe_video, sample_clip
+from vqtok.training.data.sampling import SampleKey, as_key
 
 __all__ = ["VideoFolder"]
 
@@ -36,7 +37,8 @@ class VideoFolder(Dataset):
     rotation metadata is applied. Training: a uniformly random start within the segment (clamped so the clip ends
     by the last frame), the shorter side resized to a random length in [S, 1.25 S] (antialiased bicubic), a random
     S x S crop and a horizontal flip with probability 1/2, the same for every frame of the clip. Randomness comes
-    from torch's global generator (``seed_everything(workers=True)`` makes it reproducible). Evaluation: the
+    from the :class:`~vqtok.training.data.sampling.SampleKey` the sampler passes (one seed per item and epoch),
+    so it is the same in every worker and after a resume. Evaluation: the
     segment's start (clamped the same way), shorter side S, centre crop; deterministic. A file that fails to
     decode gives ``None`` and a warning; :func:`~vqtok.training.data.video_datamodule.collate_mixed` drops
     and counts it.
@@ -96,23 +98,25 @@ class VideoFolder(Dataset):
     def __len__(self) -> int:
         return self.starts[-1]
 
-    def __getitem__(self, i: int) -> torch.Tensor | None:
-        """Clip ``i`` as float32 (3, T, S, S) in [-1, 1], or ``None`` if its file cannot be decoded."""
+    def __getitem__(self, key: int | SampleKey) -> torch.Tensor | None:
+        """Clip of item ``key`` as float32 (3, T, S, S) in [-1, 1], or ``None`` if its file cannot be decoded."""
+        key = as_key(key)
+        i, g = key.index, key.generator()
         if not 0 <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} clips")
         v = bisect.bisect_right(self.starts, i) - 1  # the video, then its segment
         path, info = self.videos[v]
         segment, num_segments = i - self.starts[v], self.starts[v + 1] - self.starts[v]
         rate = self.fps if self.fps is not None else info.fps / self.frame_stride
-        start = self._clip_start(info, rate, segment, num_segments)
+        start = self._clip_start(info, rate, segment, num_segments, g)
         try:
             clip = sample_clip(path, start, self.num_frames, rate)  # (T, H, W, 3) uint8
         except FileFormatError as e:  # sample_clip reports every decoding failure as one
             logger.warning("skipping a clip of video %s: %s", path, e)
             return None
-        return self._crop(torch.from_numpy(clip))
+        return self._crop(torch.from_numpy(clip), g)
 
-    def _clip_start(self, info: VideoInfo, rate: float, segment: int, num_segments: int) -> float:
+    def _clip_start(self, info: VideoInfo, rate: float, segment: int, num_segments: int, g: torch.Generator) -> float:
         """Seconds where the clip starts: in segment ``segment`` of ``num_segments``, at a uniformly random point
         (training) or its start (evaluation), clamped so the clip's last sample is not after the last frame."""
         length = info.duration / num_segments
@@ -120,21 +124,22 @@ class VideoFolder(Dataset):
         latest = max(0.0, info.duration - 1.0 / info.fps - span)  # the last frame is shown from duration - 1/fps
         low = min(segment * length, latest)
         high = min((segment + 1) * length, latest)
-        return low + float(torch.rand(())) * (high - low) if self.train else low
+        return low + float(torch.rand((), generator=g)) * (high - low) if self.train else low
 
-    def _crop(self, clip: torch.Tensor) -> torch.Tensor:
+    def _crop(self, clip: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """uint8 (T, H, W, 3) -> float32 (3, T, S, S) in [-1, 1]: resize the shorter side, crop, maybe flip, with
         the same parameters for every frame."""
         S = self.image_size
         T, H, W, _ = clip.shape
-        shorter = int(torch.randint(S, int(_MAX_TRAIN_ZOOM * S) + 1, ())) if self.train else S
+        shorter = int(torch.randint(S, int(_MAX_TRAIN_ZOOM * S) + 1, (), generator=g)) if self.train else S
         scale = shorter / min(H, W)
         size = (max(S, round(H * scale)), max(S, round(W * scale)))
         if self.train:
-            top, left = int(torch.randint(size[0] - S + 1, ())), int(torch.randint(size[1] - S + 1, ()))
+            top = int(torch.randint(size[0] - S + 1, (), generator=g))
+            left = int(torch.randint(size[1] - S + 1, (), generator=g))
         else:
             top, left = (size[0] - S) // 2, (size[1] - S) // 2
-        flip = self.train and bool(torch.rand(()) < 0.5)
+        flip = self.train and bool(torch.rand((), generator=g) < 0.5)
         out = torch.empty(T, 3, S, S)
         for t in range(0, T, _RESIZE_CHUNK):  # bounded memory: only a few frames are float at full size
             x = clip[t : t + _RESIZE_CHUNK].permute(0, 3, 1, 2).float() / 255.0  # (n, 3, H, W) in [0, 1]
