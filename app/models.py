@@ -11,7 +11,7 @@ from pathlib import Path
 
 import vqtok
 from vqtok.errors import ConfigError, ExportError
-from vqtok.export import export_fingerprint, resolve_export
+from vqtok.export import export_fingerprints, resolve_export
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class ModelRegistry:
         self.entries = {e.name: e for e in entries}
         self.device = device
         self._loaded: dict[str, vqtok.Tokenizer] = {}
-        self._fingerprints: dict[str, str] = {}  # by name, read from the export files
+        self._fingerprints: dict[str, tuple[str, ...]] = {}  # by name, read from the export files
         self._lock = threading.Lock()
 
     @classmethod
@@ -91,15 +91,15 @@ class ModelRegistry:
             return self._loaded[name]
 
     def by_fingerprint(self, fingerprint: str) -> str | None:
-        """The name of the model whose fingerprint (config and codebook) is ``fingerprint``, or None."""
+        """The name of the model that wrote token files with ``fingerprint`` (one of its fingerprints), or None."""
         for name, entry in self.entries.items():
             try:
                 with self._lock:
                     if name in self._loaded:  # the model that will decode: files replaced since do not count
-                        self._fingerprints[name] = self._loaded[name].fingerprint
+                        self._fingerprints[name] = self._loaded[name].fingerprints
                     elif name not in self._fingerprints:  # read from the files: no model is loaded to compare
-                        self._fingerprints[name] = export_fingerprint(entry.path)
-                if self._fingerprints[name] == fingerprint:
+                        self._fingerprints[name] = export_fingerprints(entry.path)
+                if fingerprint in self._fingerprints[name]:
                     return name
             except ExportError as e:  # a broken export in a model folder must not hide the others
                 log.warning("cannot read model %s: %s", name, e)

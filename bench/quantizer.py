@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from bench.common import in_child, interleaved, measure_peak, ratio, table
-from vqtok.model.quantizer import VectorQuantizer
+from vqtok.model.quantizers import VectorQuantizer
 
 NUM_VECTORS = 65_536
 SETTINGS = [(1024, 8), (1024, 256), (16384, 8), (16384, 256)]  # (codebook size, code dim)

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 import vqtok
 from vqtok.config import TokenizerConfig
-from vqtok.export import export_fingerprint, load_export, resolve_export, save_export
+from vqtok.export import export_fingerprints, load_export, resolve_export, save_export
 from vqtok.model.vqvae import VQVAE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +74,34 @@ def test_every_input_type_gives_the_same_ids(tok, tmp_path):
     assert torch.equal(both, torch.cat([want, want]))
 
 
+def test_uint8_tensors_are_pixels_in_0_255(tok):
+    a = np.stack([random_image(seed=0), random_image(seed=1)])  # (2, H, W, 3) uint8
+    want = tok.encode(a)
+    x = torch.from_numpy(a).permute(0, 3, 1, 2)  # (2, 3, H, W) uint8, as torchvision.io.read_image stacks them
+    assert torch.equal(tok.encode(x), want)
+    assert torch.equal(tok.encode(x[1]), want[1:])  # one image (3, H, W)
+    assert torch.equal(tok.encode([x[0], x[1:]]), want)
+    assert torch.equal(tok.encode(x.float() / 127.5 - 1), want)
+
+
+def test_float_pixels_in_0_1_warn_once_and_keep_their_ids(tok):
+    vqtok.inputs._warn_unit_range.cache_clear()  # once per process: start as a fresh one
+    x01 = torch.rand(1, 3, 16, 16)  # [0, 1], what torchvision's ToTensor gives
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tok.encode(torch.rand(1, 3, 16, 16) * 2 - 1)  # [-1, 1]: no warning
+        tok.encode(torch.zeros(1, 3, 16, 16))  # mid-grey: no warning
+        assert not caught
+        ids = tok.encode(x01)
+        tok.encode([x01])
+        tok.encode(x01.clamp(0.1, 1))
+    assert len(caught) == 1 and caught[0].category is UserWarning
+    message = str(caught[0].message)
+    assert "[-1, 1]" in message and "x * 2 - 1" in message
+    assert caught[0].filename == __file__  # it names the caller's line, not vqtok's
+    assert torch.equal(ids, tok.model.encode(x01).ids)  # the result is not changed
+
+
 def test_any_size_is_padded_and_cropped_back(tok):
     x = torch.rand(1, 3, 37, 45) * 2 - 1
     ids = tok.encode(x)
@@ -97,7 +126,8 @@ def test_reduced_precision_keeps_fp32_lookup(export_dir, tok):
     [
         (torch.zeros(3, 32, 32), "x[None]"),
         (torch.zeros(1, 5, 32, 32), "(B, 3, H, W)"),
-        (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "floating point"),
+        (torch.zeros(1, 3, 32, 32, dtype=torch.int16), "floating point in [-1, 1] or uint8 in [0, 255]"),
+        (torch.zeros(32, 32, 3, dtype=torch.uint8), "channels go first: x.movedim(-1, -3)"),
         (torch.full((1, 3, 8, 8), 200.0), "[-1, 1]"),
         (torch.full((1, 3, 8, 8), float("nan")), "NaN"),
         (torch.zeros(0, 3, 8, 8), "empty"),
@@ -285,6 +315,6 @@ def test_export_with_integer_weights_is_refused(export_dir, tmp_path):
 
 
 def test_an_exports_fingerprint_is_read_without_building_the_model(export_dir):
-    assert export_fingerprint(export_dir) == vqtok.load(export_dir).fingerprint
+    assert export_fingerprints(export_dir) == vqtok.load(export_dir).fingerprints
     for name in ("image", "video"):
-        assert export_fingerprint(resolve_export(name)) == vqtok.load(name).fingerprint
+        assert export_fingerprints(resolve_export(name)) == vqtok.load(name).fingerprints

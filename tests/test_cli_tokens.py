@@ -1,5 +1,6 @@
 """`vqtok encode` / `vqtok decode` on real image files."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from safetensors import safe_open
 import vqtok
 from vqtok.cli.main import main
 from vqtok.config import TokenizerConfig
-from vqtok.export import save_export
+from vqtok.export import resolve_export, save_export
 from vqtok.model.vqvae import VQVAE
 from vqtok.token_file import TokenItem, load_tokens, save_tokens
 
@@ -142,3 +143,70 @@ def test_an_item_that_cannot_be_decoded_is_named_with_its_file(export_dir, tmp_p
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"vqtok decode: error: {tmp_path / 't.safetensors'}: item 1 ('bad.png') cannot be decoded: ")
     assert message in err
+
+
+def test_decode_without_model_uses_the_model_the_file_records(tmp_path, capsys, monkeypatch):
+    paths = write_images(tmp_path)
+    out = tmp_path / "tokens.safetensors"
+    assert main(["encode", *map(str, paths), "--model", "tiny", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["decode", str(out), "--out", str(tmp_path / "recorded")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"vqtok decode: using model 'tiny' ({resolve_export('tiny')}) recorded in {out}"]
+    assert main(["decode", str(out), "--model", "tiny", "--out", str(tmp_path / "given")]) == 0
+    for name in ("a.png", "b.png"):
+        assert (tmp_path / "recorded" / name).read_bytes() == (tmp_path / "given" / name).read_bytes()
+
+    # a recorded name that is an export folder in the working directory
+    torch.manual_seed(1)
+    save_export(VQVAE(dataclasses.replace(TokenizerConfig.from_name("tiny"), name="mine")).eval(), tmp_path / "mine")
+    monkeypatch.chdir(tmp_path)
+    assert main(["encode", "a.png", "--model", "mine", "--out", "mine.safetensors"]) == 0
+    capsys.readouterr()
+    assert main(["decode", "mine.safetensors", "--out", "mine_decoded"]) == 0
+    assert "vqtok decode: using model 'mine' (mine) recorded in mine.safetensors" in capsys.readouterr().err
+    assert (tmp_path / "mine_decoded" / "a.png").is_file()
+
+
+def test_decode_without_model_refuses_a_recorded_model_that_is_missing_or_another(export_dir, tmp_path, capsys):
+    paths = write_images(tmp_path)
+    out = tmp_path / "tokens.safetensors"
+    # export_dir is a random-weight model named 'tiny': the shipped 'tiny' is another model
+    assert main(["encode", str(paths[0]), "--model", str(export_dir), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["decode", str(out), "--out", str(tmp_path / "dec")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"vqtok decode: error: {out} was made by model 'tiny' (")
+    assert f"the export 'tiny' found here, {resolve_export('tiny')}, is another model" in err[0]
+    assert err[0].endswith("pass --model with the export that made it")
+
+    tok = vqtok.load(export_dir)
+    gone = tmp_path / "gone.safetensors"
+    items = [TokenItem(torch.zeros(2, 2, dtype=torch.long), (16, 16), "x.png")]
+    save_tokens(gone, items, "no_such_model", tok.fingerprint, tok.codebook_size)
+    assert main(["decode", str(gone), "--out", str(tmp_path / "dec")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"vqtok decode: error: {gone} was made by model 'no_such_model' (")
+    assert "which is not found here" in err[0] and err[0].endswith("pass --model with the export that made it")
+    assert not (tmp_path / "dec").exists()
+    assert main(["decode", str(gone), "--model", str(export_dir), "--out", str(tmp_path / "dec")]) == 0
+
+
+def test_max_pixels_flag_of_encode_and_decode(tmp_path, capsys):
+    paths = write_images(tmp_path)  # a.png: 40 x 30 = 1200 pixels
+    out = tmp_path / "tokens.safetensors"
+    assert main(["encode", str(paths[0]), "--model", "tiny", "--out", str(out), "--max-pixels", "1000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vqtok encode: error: ") and "1200 pixels" in err[0]
+    assert err[0].endswith("pass a larger --max-pixels (0: no limit)") and not out.exists()
+    assert main(["encode", str(paths[0]), "--model", "tiny", "--out", str(out), "--max-pixels", "1200"]) == 0
+    assert main(["encode", str(paths[0]), "--model", "tiny", "--out", str(out), "--max-pixels", "0"]) == 0
+
+    # decoding: the 5 x 4 grid decodes to more than 1000 pixels (15 ids per grid)
+    assert main(["decode", str(out), "--model", "tiny", "--out", str(tmp_path / "dec"), "--max-pixels", "1000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vqtok decode: error: ") and "--max-pixels" in err[0]
+    assert main(["decode", str(out), "--model", "tiny", "--out", str(tmp_path / "dec"), "--max-pixels", "1280"]) == 0
+
+    with pytest.raises(SystemExit):
+        main(["encode", str(paths[0]), "--model", "tiny", "--out", str(out), "--max-pixels", "-1"])

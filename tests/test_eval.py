@@ -104,6 +104,20 @@ def test_eval_reads_a_file_by_content_and_each_file_once(folder, tmp_path, capsy
     assert files[0]["psnr"] == files[1]["psnr"]
 
 
+def test_eval_max_pixels_refuses_larger_images_and_frames(folder, capsys):
+    files = [str(folder / "a.png"), str(folder / "clip.mp4")]  # 48 x 48 = 2304 and 32 x 32 = 1024 pixels
+    assert main(["eval", *files, "--model", "tiny", "--max-pixels", "1000"]) == 2
+    failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 2 and all(line.endswith("pass a larger --max-pixels (0: no limit)") for line in failed)
+    assert "2304 pixels" in failed[0] and "1024 pixels" in failed[1]
+    assert main(["eval", *files, "--model", "tiny", "--max-pixels", "2000"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[1] for line in out if line.startswith("failed: ")] == [files[0]]
+    assert "PSNR" in next(line for line in out if line.endswith("clip.mp4"))
+    assert main(["eval", *files, "--model", "tiny", "--max-pixels", "2304", "--crop", "0"]) == 0
+    assert "failed: " not in capsys.readouterr().out
+
+
 SCRIPT_WITHOUT_PYAV = r"""
 import importlib.abc, sys
 

@@ -10,12 +10,13 @@ same inputs every time; the counts per category are printed at the end (``pytest
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -66,9 +67,10 @@ OTHER_DTYPES = [torch.int64, torch.int32, torch.int16, torch.uint8, torch.bool, 
 
 @st.composite
 def tensors(draw, max_ndim: int = 6, max_side: int = 20) -> torch.Tensor:
-    """Tensors of any dtype, rank and (small) size, holding in-range values, [0, 255] values, NaN/Inf, or huge."""
+    """Tensors of any dtype, rank and (small) size, holding in-range values, [0, 1] or [0, 255] values, NaN/Inf, or
+    huge."""
     if draw(st.booleans()):  # about half take the documented layout, so both directions are exercised
-        dtype = draw(st.sampled_from(FLOAT_DTYPES * 3 + OTHER_DTYPES))
+        dtype = draw(st.sampled_from(FLOAT_DTYPES * 3 + OTHER_DTYPES + [torch.uint8] * 2))  # uint8: pixels too
         ndim = draw(st.sampled_from([4, 5]))
         frames = [draw(st.integers(1, 9))] if ndim == 5 else []
         shape = [draw(st.integers(1, 3)), 3, *frames, draw(st.integers(1, max_side)), draw(st.integers(1, max_side))]
@@ -80,8 +82,10 @@ def tensors(draw, max_ndim: int = 6, max_side: int = 20) -> torch.Tensor:
             channels = ndim in (4, 5) and axis == 1
             shape.append(draw(st.sampled_from([3, 3, 3, 1, 4, 0]) if channels else st.integers(0, max_side)))
     x = torch.rand(shape, dtype=torch.float64) * 2 - 1
-    fill = draw(st.sampled_from(["unit"] * 6 + ["bytes", "nan", "inf", "huge", "edge", "edge"]))
-    if fill == "bytes":
+    fill = draw(st.sampled_from(["unit"] * 6 + ["bytes", "nan", "inf", "huge", "edge", "edge", "0-1", "0-1"]))
+    if fill == "0-1":  # what torchvision's ToTensor gives: valid, with a warning
+        x = (x + 1) / 2
+    elif fill == "bytes":
         x = (x + 1) * 127.5
     elif fill == "huge":
         x = x * 1e30
@@ -97,7 +101,10 @@ def tensors(draw, max_ndim: int = 6, max_side: int = 20) -> torch.Tensor:
 
 
 def valid_pixels(x: torch.Tensor, ndim: int) -> bool:
-    """The documented contract for pixel tensors: float (B, 3, [T,] H, W), not empty, finite, in [-1, 1]."""
+    """The documented contract for pixel tensors: float (B, 3, [T,] H, W) finite and in [-1, 1], or uint8
+    (B, 3, [T,] H, W) (images also (3, H, W)) of any values; not empty."""
+    if x.dtype == torch.uint8:
+        return x.numel() > 0 and (x.ndim == ndim and x.shape[1] == 3 or ndim == 4 and x.ndim == 3 and x.shape[0] == 3)
     return (
         x.is_floating_point()
         and x.ndim == ndim
@@ -108,29 +115,57 @@ def valid_pixels(x: torch.Tensor, ndim: int) -> bool:
     )
 
 
+def looks_unit_range(x: torch.Tensor) -> bool:
+    """The documented warning: a float pixel batch with no value below 0 (and not all 0) is probably [0, 1]."""
+    return x.is_floating_point() and float(x.min()) >= 0 and float(x.max()) > 0
+
+
+def encode_watching_warnings(tok: vqtok.Tokenizer, x: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """``tok.encode(x)`` and the warnings it gave, as if it were the first call of the process (the [0, 1] warning
+    comes once per process)."""
+    vqtok.inputs._warn_unit_range.cache_clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids = tok.encode(x)
+    return ids, caught
+
+
+def image_ids_shape(x: torch.Tensor) -> tuple[int, int, int]:
+    """(B, h, w) of the ids of images (B, 3, H, W), or of one uint8 image (3, H, W)."""
+    B, H, W = (1, *x.shape[1:]) if x.ndim == 3 else (x.shape[0], *x.shape[2:])
+    return B, math.ceil(H / 8), math.ceil(W / 8)
+
+
 @SETTINGS
 @given(x=tensors())
+@example(x=torch.rand(2, 3, 8, 8))  # [0, 1], as torchvision's ToTensor gives: works, and warns
+@example(x=torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8))  # as torchvision.io.read_image gives
 def test_encode_tensors_of_any_dtype_shape_and_values(image_tok, x):
-    def check(ids: torch.Tensor) -> None:
-        B, _, H, W = x.shape
-        assert ids.dtype == torch.int64 and ids.shape == (B, math.ceil(H / 8), math.ceil(W / 8))
+    def check(result: tuple[torch.Tensor, list]) -> None:
+        ids, caught = result
+        assert ids.dtype == torch.int64 and ids.shape == image_ids_shape(x)
         assert 0 <= int(ids.min()) and int(ids.max()) < 512
+        assert len(caught) == looks_unit_range(x) and all(w.category is UserWarning for w in caught)
 
-    outcome("image tensors", valid_pixels(x, 4), lambda: image_tok.encode(x), check)
+    outcome("image tensors", valid_pixels(x, 4), lambda: encode_watching_warnings(image_tok, x), check)
 
 
 @SETTINGS
 @given(x=tensors(max_side=12))
+@example(x=torch.rand(1, 3, 5, 8, 8))  # [0, 1]: works, and warns
+@example(x=torch.randint(0, 256, (1, 3, 5, 8, 8), dtype=torch.uint8))
 def test_video_encode_tensors_of_any_dtype_shape_and_values(video_tok, x):
-    def check(ids: torch.Tensor) -> None:
-        if x.ndim == 4:  # images are 1-frame videos
-            assert ids.shape == (x.shape[0], math.ceil(x.shape[2] / 8), math.ceil(x.shape[3] / 8))
+    def check(result: tuple[torch.Tensor, list]) -> None:
+        ids, caught = result
+        assert len(caught) == looks_unit_range(x)
+        if x.ndim < 5:  # images are 1-frame videos
+            assert ids.shape == image_ids_shape(x)
             return
         B, _, T, H, W = x.shape
         assert ids.shape == (B, 1 + math.ceil((T - 1) / 4), math.ceil(H / 8), math.ceil(W / 8))
 
     valid = valid_pixels(x, 5) or valid_pixels(x, 4)
-    outcome("video tensors", valid, lambda: video_tok.encode(x), check)
+    outcome("video tensors", valid, lambda: encode_watching_warnings(video_tok, x), check)
 
 
 @st.composite
@@ -209,6 +244,10 @@ ODD_OBJECTS = [
     (torch.zeros(1, 3, 8, 8, device="meta"), False),  # holds no values
     (torch.zeros(1, 3, 8, 8).to_sparse(), False),
     (torch.zeros(1, 3, 8, 8, requires_grad=True), True),
+    (torch.zeros(3, 8, 8, dtype=torch.uint8), True),  # one uint8 image, as torchvision.io.read_image gives it
+    (torch.zeros(8, 8, 3, dtype=torch.uint8), False),  # channels last
+    (torch.zeros(3, 8, 8), False),  # a float image needs its batch dimension
+    ([torch.zeros(3, 8, 8, dtype=torch.uint8), np.zeros((8, 8, 3), np.uint8)], True),
     (torch.zeros(1).expand(1, 3, 100_000, 100_000), False),  # 3e10 values claimed, 4 bytes held: refused by size
     (torch.zeros(1).expand(1, 3, 64, 64), True),  # a broadcast view of one value is fine
     (torch.zeros(2, 3, 16, 16)[:, :, ::2, ::3], True),  # strided views too

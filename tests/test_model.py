@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vqtok.config import PRESETS, TokenizerConfig
+from vqtok.config import PRESETS, QuantizerTraining, TokenizerConfig
 from vqtok.errors import ConfigError
 from vqtok.model import blocks
 from vqtok.model.vqvae import VQVAE
@@ -28,7 +28,7 @@ def test_presets_are_valid_and_named():
 def test_gradient_checkpointing_gives_the_same_gradients(monkeypatch):
     torch.manual_seed(0)
     plain = VQVAE(TokenizerConfig.from_name("tiny"))
-    ckpt = VQVAE(TokenizerConfig.from_name("tiny", gradient_checkpointing=True))
+    ckpt = VQVAE(TokenizerConfig.from_name("tiny"), gradient_checkpointing=True)
     ckpt.load_state_dict(plain.state_dict())
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     calls = []
@@ -61,7 +61,17 @@ def test_config_round_trips_and_rejects_bad_fields(tmp_path):
     with pytest.raises(ConfigError, match="norm_groups"):
         TokenizerConfig(norm_groups=7)
     with pytest.raises(ConfigError, match="codebook must be 'ema' or 'learned'"):
-        TokenizerConfig(codebook="kmeans")
+        QuantizerTraining(codebook="kmeans")
+    with pytest.raises(ConfigError, match="quantizer must be one of \\['vq', 'fsq', 'lfq'\\]"):
+        TokenizerConfig(quantizer="rvq")
+    with pytest.raises(ConfigError, match="'fsq' needs code_dim == len\\(levels\\) = 3"):
+        TokenizerConfig(quantizer="fsq", levels=[8, 5, 5], code_dim=8)
+    with pytest.raises(ConfigError, match="'lfq' needs code_dim"):
+        TokenizerConfig(quantizer="lfq", code_dim=40)
+    with pytest.raises(ConfigError, match="training options, not architecture"):
+        TokenizerConfig.from_name("tiny", gradient_checkpointing=True)
+    legacy = {**c.to_dict(), "codebook": "ema", "ema_decay": 0.9, "gradient_checkpointing": True}
+    assert TokenizerConfig.from_dict(legacy) == c  # config.json of an export from before vqtok 0.2
     with pytest.raises(ConfigError, match="num_codes must be of type int, got 512.0"):
         TokenizerConfig.from_dict({**c.to_dict(), "num_codes": 512.0})
     with pytest.raises(ConfigError, match="attention must be of type bool"):

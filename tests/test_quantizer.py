@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from vqtok.model.quantizer import VectorQuantizer, nearest_codes
+from vqtok.model.quantizers import VectorQuantizer, nearest_codes
 
 
 def fp64_argmin(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

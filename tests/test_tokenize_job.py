@@ -20,6 +20,7 @@ from video_files import random_frames, write_test_video
 
 import vqtok
 from vqtok.cli.main import main
+from vqtok.export import resolve_export
 from vqtok.pretokenize import Resolution
 from vqtok.store import TokenDataset, TokenStore
 
@@ -134,6 +135,45 @@ def test_a_store_is_refused_to_another_model_or_preprocessing(models, tmp_path, 
     assert tokenize(tmp_path / "more", tmp_path / "data", "--model", models["image"], "--out", store_dir) == 0
     assert "2 done, 3 skipped as already done, 0 failed" in capsys.readouterr().out
     assert len(TokenStore(store_dir)) == 5
+
+
+def test_detokenize_without_model_uses_the_model_the_store_records(models, tmp_path, capsys):
+    paths = write_images(tmp_path / "data", 2, [(32, 40)])
+    store_dir = tmp_path / "store"
+    assert tokenize(tmp_path / "data", "--model", "tiny", "--out", store_dir) == 0
+    capsys.readouterr()
+    assert main(["detokenize", str(store_dir), "--out", str(tmp_path / "recorded")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"vqtok detokenize: using model 'tiny' ({resolve_export('tiny')}) recorded in {store_dir}"]
+    assert main(["detokenize", str(store_dir), "--model", "tiny", "--out", str(tmp_path / "given")]) == 0
+    for path in paths:
+        name = f"{path.stem}.png"
+        assert (tmp_path / "recorded" / name).read_bytes() == (tmp_path / "given" / name).read_bytes()
+
+    # a store of a random-weight model named 'tiny': the shipped 'tiny' is another model
+    other = tmp_path / "other"
+    assert tokenize(tmp_path / "data", "--model", models["image"], "--out", other) == 0
+    capsys.readouterr()
+    assert main(["detokenize", str(other), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"vqtok detokenize: error: {other} was made by model 'tiny' (")
+    assert "is another model" in err[0] and err[0].endswith("pass --model with the export that made it")
+    assert not (tmp_path / "o").exists()
+
+
+def test_tokenize_max_pixels_fails_larger_inputs_and_a_retry_with_a_larger_limit_stores_them(models, tmp_path, capsys):
+    small, large = write_images(tmp_path / "data", 2, [(32, 32), (40, 56)])  # 1024 and 2240 pixels
+    store_dir = tmp_path / "store"
+    assert tokenize(tmp_path / "data", "--model", models["image"], "--out", store_dir, "--max-pixels", "2000") == 0
+    assert "1 done, 0 skipped as already done, 1 failed" in capsys.readouterr().out
+    (error,) = read_jsonl(store_dir / "errors.jsonl")
+    assert error["source"] == str(large) and "2240 pixels is more than the limit of 2000" in error["error"]
+    assert [item.source for item in TokenStore(store_dir)] == [str(small)]
+
+    args = ["--model", models["image"], "--out", store_dir, "--retry-failed", "--max-pixels", "0"]
+    assert tokenize(tmp_path / "data", *args) == 0
+    assert "1 done, 1 skipped as already done, 0 failed" in capsys.readouterr().out
+    assert torch.equal(TokenStore(store_dir)[str(large)].ids, vqtok.load(models["image"]).encode(large)[0])
 
 
 def test_resize_and_center_crop(models, tmp_path):

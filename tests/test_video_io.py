@@ -349,6 +349,56 @@ def test_encoding_a_file_equals_encoding_its_frames(video_export, tmp_path):
     assert tok.decode(encoded.ids, size=(11, 24, 40)).shape == (1, 3, 11, 24, 40)
 
 
+def test_a_list_of_video_files_is_encoded_as_one_batch(video_export, tmp_path):
+    tok = vqtok.load(video_export, chunk_frames=4)
+    frames = [random_frames(9, 24, 40, seed=i) for i in range(2)]
+    a = write_test_video(tmp_path / "a.mp4", frames[0])  # lossless
+    b = write_test_video(tmp_path / "b.mkv", frames[1])
+    ids = tok.encode([a, str(b)])
+    assert ids.shape == (2, 3, 3, 5)
+    assert torch.equal(ids, tok.encode(np.stack(frames)))  # the ids of their frames
+    assert torch.equal(ids, torch.cat([tok.encode_video_file(a).ids, tok.encode_video_file(b).ids]))
+    assert torch.equal(tok.encode((frames[0], b)), ids)  # files and in-memory videos mixed
+    shorter = write_test_video(tmp_path / "c.mp4", frames[1][:5])
+    with pytest.raises(InputError, match=r"share a size, got sizes \(T, H, W\) \[\(5, 24, 40\), \(9, 24, 40\)\]"):
+        tok.encode([a, shorter])  # as images of different sizes: the ids would not stack
+    with pytest.raises(InputError, match="only videos or only images"):
+        tok.encode([a, tmp_path / "still.png"])
+    with pytest.raises(FileFormatError, match="does not exist"):
+        tok.encode([a, tmp_path / "missing.mp4"])
+
+
+def test_uint8_video_tensors_are_pixels_in_0_255(video_export):
+    tok = vqtok.load(video_export)
+    frames = random_frames(5, 16, 24)  # (T, H, W, 3) uint8
+    x = torch.from_numpy(frames).permute(3, 0, 1, 2)[None]  # (1, 3, T, H, W) uint8
+    assert torch.equal(tok.encode(x), tok.encode(frames))
+    assert torch.equal(tok.encode(x), tok.encode(x.float() / 127.5 - 1))
+
+
+def test_write_video_takes_the_decoders_output(video_export, tmp_path):
+    tok = vqtok.load(video_export)
+    clip = torch.from_numpy(random_frames(9, 24, 40)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    decoded = tok.decode(tok.encode(clip))  # (1, 3, T, H, W) float32 in [-1, 1]
+    assert write_video(tmp_path / "out.mp4", decoded, fps=8) == (9, 24, 40)
+    video, fps = read_video(tmp_path / "out.mp4")
+    assert video.shape == (9, 24, 40, 3) and fps == 8
+    write_video(tmp_path / "uint8.mp4", vqtok.inputs.to_uint8(decoded[0]), fps=8)  # what vqtok decode writes
+    assert np.abs(video.astype(int) - read_video(tmp_path / "uint8.mp4")[0]).mean() < 0.5  # the same pixels went in
+    assert write_video(tmp_path / "one.mp4", decoded[0].bfloat16(), fps=8) == (9, 24, 40)  # (3, T, H, W)
+    assert read_video(tmp_path / "one.mp4")[0].shape == (9, 24, 40, 3)
+    for bad, words in [
+        (torch.zeros(2, 3, 9, 8, 8), r"float \(3, T, H, W\) or \(1, 3, T, H, W\)"),  # two videos
+        (torch.zeros(3, 9, 8, 8, dtype=torch.uint8), "got torch.uint8"),
+        (torch.zeros(9, 8, 8, 3), r"shape \(9, 8, 8, 3\)"),
+        (torch.full((3, 2, 8, 8), float("nan")), "NaN"),
+        (torch.zeros(3, 0, 8, 8), "no frames"),
+    ]:
+        with pytest.raises(InputError, match=words):
+            write_video(tmp_path / "bad.mp4", bad, fps=8)
+    assert not (tmp_path / "bad.mp4").exists()
+
+
 def test_cli_encodes_and_decodes_videos_and_images(video_export, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_test_video(tmp_path / "clip.mp4", random_frames(7, 24, 40), codec="libx264", fps=7.5)

@@ -21,7 +21,7 @@ from vqtok.errors import (
     TrainingError,
     VqtokError,
 )
-from vqtok.model.quantizer import VectorQuantizer
+from vqtok.model.quantizers import FiniteScalarQuantizer, LookupFreeQuantizer, VectorQuantizer
 from vqtok.store import TokenStore
 from vqtok.tokenizer import Tokenizer, load
 

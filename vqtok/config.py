@@ -13,18 +13,35 @@ from vqtok.errors import ConfigError
 
 # Training checkpoints (.ckpt) written by vqtok.training store the tokenizer config under this key, as plain data.
 CHECKPOINT_CONFIG_KEY = "vqtok_tokenizer_config"
+QUANTIZER_KINDS = ("vq", "fsq", "lfq")  # the registry in vqtok.model.quantizers builds each
+# Training options that config.json held before vqtok 0.2 (they now live in QuantizerTraining and the training
+# module): still accepted when reading old exports and checkpoints, and dropped.
+LEGACY_TRAINING_FIELDS = (
+    "gradient_checkpointing",
+    "codebook",
+    "ema_decay",
+    "commitment_weight",
+    "dead_code_threshold",
+    "kmeans_init",
+)
 
 
 @dataclass
 class TokenizerConfig:
-    """Architecture and quantizer settings of a VQ-VAE tokenizer.
+    """The architecture of a tokenizer: everything that defines its function from pixels to ids and back.
 
     The spatial downsampling factor is ``2 ** (len(channel_mults) - 1)``. With ``video=True`` the model is a causal
     3D autoencoder over (B, C, T, H, W): frame t is encoded from frames <= t only, so 1 + r*k frames become
     1 + k latent frames (r = ``temporal_downsample``) and a 1-frame video is tokenized like an image.
+
+    ``quantizer`` picks the quantizer (:mod:`vqtok.model.quantizers`): "vq" (a learned codebook of ``num_codes``
+    vectors of ``code_dim``), "fsq" (the implicit grid of ``levels``; ``code_dim`` must be ``len(levels)``) or
+    "lfq" (the 2^``code_dim`` sign patterns of ``code_dim`` channels). How a quantizer trains (EMA, restarts,
+    loss weights) is not architecture: see :class:`QuantizerTraining`. ``name`` is a label only: it is not part
+    of the fingerprint, so renaming an export keeps its token files valid.
     """
 
-    name: str = "f8"  # a label carried into exports and logs
+    name: str = "f8"  # a label carried into exports and logs (not part of the architecture)
     in_channels: int = 3  # RGB
     base_channels: int = 128  # width of the first encoder level
     channel_mults: list[int] = field(default_factory=lambda: [1, 1, 2, 4])  # width per level, one downsample between
@@ -32,22 +49,35 @@ class TokenizerConfig:
     attention: bool = True  # self-attention (SDPA) in the middle blocks, at the lowest resolution
     z_channels: int = 256  # encoder output / decoder input channels
     norm_groups: int = 32  # GroupNorm groups; every width must be divisible by it
-    gradient_checkpointing: bool = False  # recompute ResNet blocks in backward to save activation memory
-    num_codes: int = 16384  # codebook size K
-    code_dim: int = 8  # dimension of a code vector (the lookup happens in this space)
-    l2_normalize: bool = True  # compare l2-normalised vectors (cosine similarity) in the lookup
-    codebook: str = "ema"  # "ema": EMA k-means updates; "learned": codebook trained by gradient (codebook loss)
-    ema_decay: float = 0.99  # EMA decay of cluster sizes and sums
-    commitment_weight: float = 0.25  # beta in beta * ||z - sg(e)||^2
-    dead_code_threshold: float = 0.1  # re-seed codes whose EMA usage falls below this fraction of an even share
-    kmeans_init: bool = False  # initialise the codebook by k-means on the first training batch
+    quantizer: str = "vq"  # "vq", "fsq" or "lfq"
+    num_codes: int = 16384  # vq: codebook size K
+    code_dim: int = 8  # dimension of a code vector (the lookup space); lfq: bits, 2^code_dim codes
+    l2_normalize: bool = True  # vq: compare l2-normalised vectors (cosine similarity) in the lookup
+    levels: list[int] = field(default_factory=list)  # fsq: levels per channel, e.g. [8, 8, 8, 5, 5, 5]
     video: bool = False  # causal 3D convolutions over (B, C, T, H, W) instead of 2D ones over (B, C, H, W)
     temporal_downsample: int = 1  # video only: time factor r (a power of 2), taken at the deepest resolution steps
 
     def __post_init__(self) -> None:
         if isinstance(self.channel_mults, tuple):
             self.channel_mults = list(self.channel_mults)
+        if isinstance(self.levels, tuple):
+            self.levels = list(self.levels)
         self.validate()
+
+    @property
+    def codebook_size(self) -> int:
+        """Number of codes K: ids lie in [0, K)."""
+        if self.quantizer == "fsq":
+            return math.prod(self.levels)
+        if self.quantizer == "lfq":
+            return 2**self.code_dim
+        return self.num_codes
+
+    def architecture(self) -> dict[str, Any]:
+        """The fields that define the function from pixels to ids and back (all but ``name``), as plain data."""
+        d = self.to_dict()
+        del d["name"]
+        return d
 
     @property
     def downsample(self) -> int:
@@ -77,21 +107,30 @@ class TokenizerConfig:
             problems.append(f"every width {widths} must be divisible by norm_groups={self.norm_groups}")
         if self.num_res_blocks < 1:
             problems.append(f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
-        if self.num_codes < 2:
-            problems.append(f"num_codes must be >= 2, got {self.num_codes}")
         if self.code_dim < 1:
             problems.append(f"code_dim must be >= 1, got {self.code_dim}")
-        if self.codebook not in ("ema", "learned"):
-            problems.append(f"codebook must be 'ema' or 'learned', got {self.codebook!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.commitment_weight < 0:
-            problems.append(f"commitment_weight must be >= 0, got {self.commitment_weight}")
-        if self.dead_code_threshold < 0:
-            problems.append(f"dead_code_threshold must be >= 0, got {self.dead_code_threshold}")
+        problems += self._quantizer_problems()
         problems += self._temporal_problems()
         if problems:
             raise ConfigError("invalid tokenizer config: " + "; ".join(problems))
+
+    def _quantizer_problems(self) -> list[str]:
+        if self.quantizer not in QUANTIZER_KINDS:
+            return [f"quantizer must be one of {list(QUANTIZER_KINDS)}, got {self.quantizer!r}"]
+        if self.quantizer == "vq" and self.num_codes < 2:
+            return [f"num_codes must be >= 2, got {self.num_codes}"]
+        if self.quantizer == "fsq":
+            if not self.levels or any(level < 2 for level in self.levels):
+                return [f"quantizer 'fsq' needs levels, a list of ints >= 2, got {self.levels}"]
+            if self.code_dim != len(self.levels):
+                return [f"quantizer 'fsq' needs code_dim == len(levels) = {len(self.levels)}, got {self.code_dim}"]
+            if math.prod(self.levels) > 2**31:
+                return [f"levels {self.levels} give {math.prod(self.levels)} codes, more than 2^31"]
+        if self.quantizer == "lfq" and not 1 <= self.code_dim <= 31:
+            return [f"quantizer 'lfq' needs code_dim (its bits) in [1, 31], got {self.code_dim}"]
+        if self.quantizer != "fsq" and self.levels:
+            return [f"levels is for quantizer 'fsq' only, got levels={self.levels} with {self.quantizer!r}"]
+        return []
 
     def _temporal_problems(self) -> list[str]:
         r = self.temporal_downsample
@@ -111,7 +150,10 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
+        """A config from plain data. The training options that configs before vqtok 0.2 carried
+        (:data:`LEGACY_TRAINING_FIELDS`) are accepted and dropped: they never changed the function."""
         known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k not in LEGACY_TRAINING_FIELDS}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown tokenizer config fields {unknown}; known fields are {sorted(known)}")
@@ -136,7 +178,45 @@ class TokenizerConfig:
         """A named preset (see :data:`PRESETS`), with fields optionally overridden."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        moved = sorted(set(overrides) & set(LEGACY_TRAINING_FIELDS))
+        if moved:
+            raise ConfigError(
+                f"{moved} are training options, not architecture: give them to QuantizerTraining (model."
+                "quantizer_training in a YAML) or, for gradient_checkpointing, to VQVAE / model.gradient_checkpointing"
+            )
         return cls.from_dict({**PRESETS[name], **overrides})
+
+
+@dataclass
+class QuantizerTraining:
+    """How the quantizer trains; not part of the architecture, so not in exports or fingerprints.
+
+    VQ uses ``codebook`` .. ``kmeans_init`` and ``commitment_weight``; LFQ uses ``commitment_weight`` and the
+    ``entropy_*`` fields; FSQ uses none.
+    """
+
+    codebook: str = "ema"  # vq: "ema" (EMA k-means updates) or "learned" (codebook trained by the codebook loss)
+    ema_decay: float = 0.99  # vq: EMA decay of cluster sizes and sums
+    commitment_weight: float = 0.25  # vq, lfq: beta in beta * ||z - sg(e)||^2
+    dead_code_threshold: float = 0.1  # vq: re-seed codes whose EMA usage falls below this fraction of an even share
+    kmeans_init: bool = False  # vq: initialise the codebook by k-means on the first training batch
+    entropy_weight: float = 0.1  # lfq: weight of the entropy loss
+    entropy_diversity: float = 1.0  # lfq: weight of the codebook entropy against the per-sample entropy
+    entropy_temperature: float = 0.01  # lfq: softmax temperature of the code probabilities
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.codebook not in ("ema", "learned"):
+            problems.append(f"codebook must be 'ema' or 'learned', got {self.codebook!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        for name in ("commitment_weight", "dead_code_threshold", "entropy_weight", "entropy_diversity"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.entropy_temperature > 0:
+            problems.append(f"entropy_temperature must be > 0, got {self.entropy_temperature}")
+        if problems:
+            raise ConfigError("invalid quantizer training options: " + "; ".join(problems))
 
 
 def _type_problems(config: TokenizerConfig) -> list[str]:
@@ -150,7 +230,7 @@ def _type_problems(config: TokenizerConfig) -> list[str]:
         elif kind is int:
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif kind is list:
-            ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            ok = isinstance(value, list) and all(type(v) is int for v in value)
         else:
             ok = isinstance(value, kind)
         if not ok:
@@ -168,15 +248,11 @@ _FIELD_KINDS: dict[str, type] = {
     "attention": bool,
     "z_channels": int,
     "norm_groups": int,
-    "gradient_checkpointing": bool,
+    "quantizer": str,
     "num_codes": int,
     "code_dim": int,
     "l2_normalize": bool,
-    "codebook": str,
-    "ema_decay": float,
-    "commitment_weight": float,
-    "dead_code_threshold": float,
-    "kmeans_init": bool,
+    "levels": list,
     "video": bool,
     "temporal_downsample": int,
 }

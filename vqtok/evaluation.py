@@ -141,8 +141,9 @@ def _score_video(
     tok: Tokenizer, path: Path, crop: int | None, max_frames: int | None
 ) -> tuple[tuple[int, ...], torch.Tensor, float, float]:
     """A video's frames, decoded one by one and cropped -> (shape, ids, mean per-frame PSNR, SSIM)."""
-    frames = itertools.islice(video_io().iter_frames(path), max_frames)
-    x = image_batch([center_crop(image_batch(frame), crop) for _, frame in frames])  # (T, 3, H, W), cropped
+    frames = itertools.islice(video_io().iter_frames(path, max_frame_pixels=tok.max_pixels), max_frames)
+    crops = [center_crop(image_batch(frame, max_pixels=tok.max_pixels), crop) for _, frame in frames]
+    x = image_batch(crops, max_pixels=tok.max_pixels)  # (T, 3, H, W), cropped
     shape = (len(x), *x.shape[-2:])
     if tok.is_video:
         ids, p, s = _score(tok, x.transpose(0, 1)[None])  # one (1, 3, T, H, W) clip
@@ -167,8 +168,8 @@ def evaluate_files(
         max_frames: score only the first frames of longer videos.
 
     Returns:
-        The figures. Files that cannot be read are listed in ``failed`` with the reason, and the others are still
-        scored.
+        The figures. Files that cannot be read, or whose images or frames have more than ``tok.max_pixels``
+        pixels, are listed in ``failed`` with the reason, and the others are still scored.
     """
     if crop is not None and crop < tok.downsample:
         raise InputError(f"crop must be at least the tokenizer's downsampling factor {tok.downsample}, got {crop}")
@@ -181,7 +182,7 @@ def evaluate_files(
                 kind = "video"
                 shape, ids, p, s = _score_video(tok, path, crop, max_frames)
             else:  # any other file is read as an image, its format decided by its content
-                kind, x = "image", center_crop(image_batch(path), crop)  # (1, 3, H, W)
+                kind, x = "image", center_crop(image_batch(path, max_pixels=tok.max_pixels), crop)  # (1, 3, H, W)
                 ids, psnrs, ssims = _score(tok, x)
                 shape, p, s = x.shape[-2:], float(psnrs[0]), float(ssims[0])
         except VqtokError as e:

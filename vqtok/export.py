@@ -22,11 +22,11 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from vqtok._version import __version__
-from vqtok.config import CHECKPOINT_CONFIG_KEY, TokenizerConfig
+from vqtok.config import CHECKPOINT_CONFIG_KEY, LEGACY_TRAINING_FIELDS, TokenizerConfig
 from vqtok.errors import ConfigError, ExportError
 from vqtok.io.atomic import default_dir_mode, fsync_dir
 from vqtok.io.tensors import save_safetensors
-from vqtok.model.vqvae import CODEBOOK_KEY, DECODER_PREFIXES, ENCODER_PREFIXES, VQVAE
+from vqtok.model.vqvae import DECODER_PREFIXES, ENCODER_PREFIXES, QUANTIZER_PREFIX, VQVAE
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ ENCODER_FILE = "encoder.safetensors"
 DECODER_FILE = "decoder.safetensors"
 FORMAT = "vqtok-export-1"
 CKPT_MODEL_PREFIX = "model."  # where training checkpoints keep the generator's weights
-QUANTIZER_PREFIX = "quantizer."  # the codebook and its statistics stay float32 in every export
 # The floating-point dtypes, by name, that exports store weights in and tokenizers run in.
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # The dtypes a file may hold a floating-point weight in (loaded as float32); fp8 and the like are refused.
@@ -49,13 +48,14 @@ CHECKPOINT_DIRS = (_PACKAGE_DIR / "_checkpoints",) + ((_PACKAGE_DIR.parent / "ch
 DEFAULT_MODEL = "image"  # what vqtok.load() gives: the shipped f8 image tokenizer (checkpoints/image)
 
 
-def split_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """A VQVAE state dict -> (encoder half, decoder half), each a contiguous copy."""
+def split_state_dict(model: VQVAE) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """A VQVAE's state dict -> (encoder half, decoder half), each a contiguous copy; the decoder half also carries
+    the quantizer's identity tensors (a learned codebook), which turn ids back into vectors."""
+    state = model.state_dict()
+    shared = {k for k in model.identity_tensors() if k.startswith(QUANTIZER_PREFIX)}
     enc = {k: v.detach().contiguous().clone() for k, v in state.items() if k.startswith(ENCODER_PREFIXES)}
     dec = {
-        k: v.detach().contiguous().clone()
-        for k, v in state.items()
-        if k.startswith(DECODER_PREFIXES) or k == CODEBOOK_KEY
+        k: v.detach().contiguous().clone() for k, v in state.items() if k.startswith(DECODER_PREFIXES) or k in shared
     }
     return enc, dec
 
@@ -64,8 +64,9 @@ def save_export(model: VQVAE, out_dir: str | os.PathLike, dtype: torch.dtype = t
     """Write model to out_dir atomically (replacing an earlier export there). Returns the directory.
 
     ``dtype`` is the storage type of the encoder's and decoder's floating-point weights (float16 halves the
-    files); the codebook stays float32, so the fingerprint does not depend on it (ids may, where rounding the
-    weights tips a nearest-code choice). Loading always gives float32 weights.
+    files); the quantizer's tensors stay float32, so the fingerprint does not depend on it (ids may, where rounding
+    the weights tips a nearest-code choice). Loading always gives float32 weights. config.json holds the
+    architecture and the name (:class:`~vqtok.config.TokenizerConfig`), no training options.
     """
     if dtype not in DTYPES.values():
         raise ExportError(f"export dtype must be one of {sorted(DTYPES)}, got {dtype}")
@@ -75,7 +76,7 @@ def save_export(model: VQVAE, out_dir: str | os.PathLike, dtype: torch.dtype = t
     if out.exists() and not (out / CONFIG_FILE).is_file() and any(out.iterdir()):
         raise ExportError(f"{out} exists and is not a vqtok export; refusing to replace it (choose an empty path)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    enc, dec = (_cast_weights(part, dtype) for part in split_state_dict(model.state_dict()))
+    enc, dec = (_cast_weights(part, dtype) for part in split_state_dict(model))
     overflow = sorted(
         k for part in (enc, dec) for k, v in part.items() if v.is_floating_point() and not v.isfinite().all()
     )
@@ -162,25 +163,61 @@ def _config_from_dict(d: object, where: str) -> TokenizerConfig:
         raise ExportError(f"{where}: {e}") from None
 
 
-def fingerprint(config: TokenizerConfig, codebook: Tensor) -> str:
-    """16 hex digits that identify a model by its config and codebook (K, D): token files carry the fingerprint of
-    the model that wrote them, so another model can refuse them."""
-    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+def fingerprint(config: TokenizerConfig, identity: dict[str, Tensor]) -> str:
+    """16 hex digits that identify a model: token files carry the fingerprint of the model that wrote them, so
+    another model can refuse them.
+
+    It hashes the architecture (:meth:`TokenizerConfig.architecture`: not the name, not training options) and the
+    model's identity tensors (:meth:`VQVAE.identity_tensors`: a learned codebook in float32, else the 1x1 convs
+    around the code space rounded to float16), so it is the same for a renamed export, an export retrained with
+    other training options into the same weights, and a float32 or float16 export of one model.
+    """
+    h = hashlib.sha256(json.dumps(config.architecture(), sort_keys=True).encode())
+    for name in sorted(identity):
+        dtype = torch.float32 if name.startswith(QUANTIZER_PREFIX) else torch.float16
+        h.update(name.encode())
+        h.update(identity[name].detach().to(dtype).cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def legacy_fingerprint(config_dict: dict, codebook: Tensor) -> str:
+    """The fingerprint that vqtok before 0.2 gave an export whose config.json still holds training options (its
+    whole config.json and codebook), so token files written then keep loading."""
+    h = hashlib.sha256(json.dumps(config_dict, sort_keys=True).encode())
     h.update(codebook.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
-def export_fingerprint(path: str | os.PathLike) -> str:
-    """The :func:`fingerprint` of an export directory, from its config.json and codebook alone: no model is built,
-    so matching a token file against many exports costs a few reads, not loading each model."""
+def export_fingerprints(path: str | os.PathLike) -> tuple[str, ...]:
+    """The fingerprints token files of an export directory may carry: its :func:`fingerprint`, then, for a
+    config.json from before vqtok 0.2, the older one. Read from config.json and the identity tensors alone (the
+    model is built on the meta device only to name them), so matching a token file against many exports costs a
+    few reads, not loading each model."""
     root = Path(path)
     try:
-        config = TokenizerConfig.from_file(root / CONFIG_FILE)
-        with safe_open(str(root / DECODER_FILE), framework="pt") as f:
-            codebook = f.get_tensor(CODEBOOK_KEY)  # (K, D)
-    except (ConfigError, SafetensorError, OSError, ValueError, TypeError, RuntimeError) as e:
+        config_dict = json.loads((root / CONFIG_FILE).read_text())
+        config = _config_from_dict(config_dict, str(root / CONFIG_FILE))
+        with torch.device("meta"):
+            names = list(VQVAE(config).identity_tensors())
+        identity = {}
+        for file in (DECODER_FILE, ENCODER_FILE):
+            with safe_open(str(root / file), framework="pt") as f:
+                identity.update({k: f.get_tensor(k) for k in names if k in f.keys() and k not in identity})
+    except (ExportError, SafetensorError, OSError, ValueError, TypeError, RuntimeError, RecursionError) as e:
         raise ExportError(f"{root} is not a readable export: {str(e).splitlines()[0] if str(e) else e!r}") from None
-    return fingerprint(config, codebook)
+    missing = sorted(set(names) - set(identity))
+    if missing:
+        raise ExportError(f"{root} is not a readable export: missing {missing}")
+    return (fingerprint(config, identity), *_legacy(config_dict, identity))
+
+
+def _legacy(config_dict: dict, identity: dict[str, Tensor]) -> tuple[str, ...]:
+    """The pre-0.2 fingerprint of an old-format config.json (one with training options), else nothing. Every
+    pre-0.2 export is a VQ model, whose one identity tensor is its codebook."""
+    if not any(k in config_dict for k in LEGACY_TRAINING_FIELDS) or len(identity) != 1:
+        return ()
+    (codebook,) = identity.values()
+    return (legacy_fingerprint(config_dict, codebook),)
 
 
 def load_export(path: str | os.PathLike) -> VQVAE:
@@ -253,14 +290,18 @@ def _build_and_load(config: TokenizerConfig, state: dict[str, Tensor], where: st
         )
     try:
         with torch.device("meta"):
-            expected = VQVAE(config).state_dict()
+            shapes = VQVAE(config)
     except (RuntimeError, TypeError, ValueError) as e:  # sizes beyond what torch can represent
         raise ExportError(
             f"{where}: the tokenizer config describes a model torch cannot build: {_first_line(e)}"
         ) from None
-    _check_state(expected, state, where)
+    expected, identity = shapes.state_dict(), set(shapes.identity_tensors())
+    # The quantizer's training state (EMA statistics) is kept when present, and optional: an export trained with
+    # a learned codebook has none, and inference never reads it.
+    optional = {k for k in expected if k.startswith(QUANTIZER_PREFIX) and k not in identity}
+    _check_state({k: v for k, v in expected.items() if k not in optional or k in state}, state, where)
     model = VQVAE(config)
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=False)  # every tensor but the optional ones was checked above
     return model
 
 

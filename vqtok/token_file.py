@@ -59,8 +59,11 @@ def save_tokens(
         raise FileFormatError(f"cannot write token file {path}: {e}") from None
 
 
-def load_tokens(path: str | os.PathLike, fingerprint: str | None = None) -> tuple[dict[str, str], list[TokenItem]]:
-    """Read a token file -> (metadata, items). With ``fingerprint``, refuse files made by another model."""
+def load_tokens(
+    path: str | os.PathLike, fingerprint: str | tuple[str, ...] | None = None
+) -> tuple[dict[str, str], list[TokenItem]]:
+    """Read a token file -> (metadata, items). With ``fingerprint`` (one, or the tuple of a model's
+    :attr:`~vqtok.Tokenizer.fingerprints`), refuse files made by another model."""
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"token file {path} does not exist or is not a file")
@@ -81,10 +84,11 @@ def load_tokens(path: str | os.PathLike, fingerprint: str | None = None) -> tupl
             raise
         message = str(e).splitlines()[0] if str(e) else type(e).__name__  # without torch's C++ trace
         raise FileFormatError(f"{path} is not a readable vqtok token file: {message}") from None
-    if fingerprint is not None and meta.get("model_fingerprint") != fingerprint:
+    accepted = (fingerprint,) if isinstance(fingerprint, str) else fingerprint
+    if accepted is not None and meta.get("model_fingerprint") not in accepted:
         raise FileFormatError(
             f"{path} was made by model {meta.get('model')!r} ({meta.get('model_fingerprint')}), not by the model "
-            f"loaded here ({fingerprint}); decode it with the model that encoded it"
+            f"loaded here ({accepted[0]}); decode it with the model that encoded it"
         )
     items = []
     for ids, entry in zip(tensors, entries, strict=True):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +21,8 @@ from torch import Tensor
 
 from vqtok.config import TokenizerConfig
 from vqtok.errors import InputError
-from vqtok.export import DEFAULT_MODEL, DTYPES, fingerprint, load_export, resolve_export
-from vqtok.inputs import ImageInput, VideoInput, id_batch, image_batch, video_batch
+from vqtok.export import DEFAULT_MODEL, DTYPES, export_fingerprints, fingerprint, load_export, resolve_export
+from vqtok.inputs import ImageInput, VideoInput, check_same_size, id_batch, image_batch, video_batch
 from vqtok.io.images import DEFAULT_MAX_PIXELS
 from vqtok.io.optional import video_io, video_suffixes
 from vqtok.model.causal import TileStreams, streaming
@@ -55,6 +55,7 @@ class Tokenizer:
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
         tile_size: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        fingerprints: tuple[str, ...] | None = None,
     ) -> None:
         r, f = model.config.temporal_downsample, model.config.downsample
         if not isinstance(chunk_frames, int) or chunk_frames < 1 or chunk_frames % r:
@@ -74,6 +75,8 @@ class Tokenizer:
         self.chunk_frames = chunk_frames
         self.tile_size = tile_size
         self.max_pixels = max_pixels
+        # From the export's files (see vqtok.export.export_fingerprints); else from the model's float32 weights.
+        self._fingerprints = fingerprints
 
     @property
     def config(self) -> TokenizerConfig:
@@ -81,13 +84,22 @@ class Tokenizer:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """Identifies this model (config and codebook), so token files from another model can be refused."""
-        return fingerprint(self.config, self.model.quantizer.embed)
+        """Identifies this model (architecture and the tensors that decide ids), so token files from another model
+        can be refused; the name and training options are not part of it."""
+        return self.fingerprints[0]
+
+    @functools.cached_property
+    def fingerprints(self) -> tuple[str, ...]:
+        """The fingerprints a token file of this model may carry: :attr:`fingerprint`, then, for an export from
+        before vqtok 0.2, the one token files written then carry."""
+        if self._fingerprints is None:
+            self._fingerprints = (fingerprint(self.config, self.model.identity_tensors()),)
+        return self._fingerprints
 
     @property
     def codebook_size(self) -> int:
         """Number of codes K: ids lie in [0, K)."""
-        return self.config.num_codes
+        return self.config.codebook_size
 
     @property
     def downsample(self) -> int:
@@ -109,13 +121,17 @@ class Tokenizer:
         """Images or videos -> token ids.
 
         Args:
-            x: images: a float tensor (B, 3, H, W) in [-1, 1]; a PIL image; a uint8 array (H, W, 3) (or, for an
-                image tokenizer, (B, H, W, 3)); an image file path; or a list of those of one size.
-                Videos (video tokenizers only): a float tensor (B, 3, T, H, W) in [-1, 1]; a uint8 array
-                (T, H, W, 3) or (B, T, H, W, 3); a video file path (streamed, see :meth:`encode_video_file`); or a
-                list of arrays/tensors of one size. Any H, W: the input is padded (edge replication) up to a
-                multiple of f; any T: the last frame is repeated up to 1 + r*k frames. Pass ``size`` to
-                :meth:`decode` to crop back.
+            x: images: a float tensor (B, 3, H, W) in [-1, 1]; a uint8 tensor (B, 3, H, W) or (3, H, W) in
+                [0, 255]; a PIL image; a uint8 array (H, W, 3) (or, for an image tokenizer, (B, H, W, 3)); an
+                image file path; or a list of those of one size.
+                Videos (video tokenizers only): a float tensor (B, 3, T, H, W) in [-1, 1]; a uint8 tensor
+                (B, 3, T, H, W) in [0, 255]; a uint8 array (T, H, W, 3) or (B, T, H, W, 3); a video file path
+                (streamed, see :meth:`encode_video_file`); or a list of those of one size (T, H, W): files are
+                streamed one after the other, and their ids stacked into one batch. A list of images or videos of
+                different sizes is refused (their ids would not stack): encode them one by one. Any H, W: the
+                input is padded (edge replication) up to a multiple of f; any T: the last frame is repeated up to
+                1 + r*k frames. Pass ``size`` to :meth:`decode` to crop back. Float pixels with no value below 0
+                (likely [0, 1], as torchvision's ToTensor gives) get a one-time ``UserWarning``: use ``x * 2 - 1``.
 
         Returns:
             int64 tensor (B, ceil(H/f), ceil(W/f)) for images, (B, 1 + ceil((T-1)/r), ceil(H/f), ceil(W/f)) for
@@ -129,6 +145,8 @@ class Tokenizer:
                 )
             if isinstance(x, (str, os.PathLike)):
                 return self.encode_video_file(x).ids
+            if isinstance(x, (list, tuple)) and any(isinstance(item, (str, os.PathLike)) for item in x):
+                return self._encode_videos(x)
             frames = video_batch(x, self.config.in_channels, self.max_pixels)  # (B, C, T, H, W)
             return self._encode_chunks(frame_chunks([frames], self.chunk_frames, self.temporal_downsample))
         x = image_batch(x, self.config.in_channels, self.max_pixels).to(self.device)
@@ -138,6 +156,29 @@ class Tokenizer:
         if (tiles := self._tiles(x.shape[-2:])) is not None:
             return encode_tiled(self._encode_images, x, self.downsample, *tiles)
         return self._encode_images(x)
+
+    def _encode_videos(self, videos: Sequence[VideoInput]) -> Tensor:
+        """A list of videos of one size (T, H, W), files among them -> ids (B, t, h, w); one video in memory at a
+        time (files streamed as by :meth:`encode_video_file`)."""
+        ids, sizes = [], []
+        for item in videos:
+            if not self.is_video_input(item):
+                found = repr(str(item)) if isinstance(item, (str, os.PathLike)) else type(item).__name__
+                if isinstance(item, (Tensor, np.ndarray)):
+                    found += f" of shape {tuple(item.shape)}"
+                raise InputError(
+                    f"a list given to encode must hold only videos or only images: a video came first, then {found}"
+                )
+            if isinstance(item, (str, os.PathLike)):
+                encoded = self.encode_video_file(item)
+                ids.append(encoded.ids)
+                sizes.append((encoded.num_frames, encoded.height, encoded.width))
+            else:
+                frames = video_batch(item, self.config.in_channels, self.max_pixels)  # (B, C, T, H, W)
+                ids.append(self._encode_chunks(frame_chunks([frames], self.chunk_frames, self.temporal_downsample)))
+                sizes.append(tuple(frames.shape[-3:]))
+            check_same_size(sizes, "videos", "(T, H, W)")  # at the first that differs, before reading more
+        return torch.cat(ids)
 
     def _encode_images(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) in this tokenizer's dtype, H and W multiples of f -> ids (B, H/f, W/f)."""
@@ -282,7 +323,7 @@ class Tokenizer:
         c = self.config
         kind = f"r={c.temporal_downsample}, " if c.video else ""
         return (
-            f"Tokenizer(name={c.name!r}, {kind}f={self.downsample}, codebook_size={c.num_codes}, device={self.device})"
+            f"Tokenizer(name={c.name!r}, {kind}f={self.downsample}, codebook_size={c.codebook_size}, device={self.device})"
         )
 
 
@@ -362,11 +403,13 @@ def load(
         torch.empty(0, device=device)  # fails here, with torch's reason, if the device is unusable
     except (RuntimeError, TypeError, ValueError, AssertionError) as e:  # AssertionError: CUDA asked of a CPU build
         raise InputError(f"device {device!r} cannot be used: {e}") from None
-    model = load_export(resolve_export(name_or_path))
+    root = resolve_export(name_or_path)
+    model = load_export(root)
+    fingerprints = export_fingerprints(root)
     model.requires_grad_(False).eval().to(device)
     for name, module in model.named_children():
         if name != "quantizer":
             module.to(dtype)
     if not model.config.video:
         model.to(memory_format=torch.channels_last)  # NHWC convolutions are faster in oneDNN and cuDNN
-    return Tokenizer(model, device, dtype, chunk_frames, tile_size, max_pixels)
+    return Tokenizer(model, device, dtype, chunk_frames, tile_size, max_pixels, fingerprints)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import vqtok
+from vqtok.cli.options import add_max_pixels, with_flag_advice
 from vqtok.evaluation import DEFAULT_CROP, Evaluation, evaluate_files
 from vqtok.export import DEFAULT_MODEL, DTYPES
 from vqtok.io.atomic import atomic_file
@@ -23,12 +24,14 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="dtype of the convolutions")
     ev.add_argument("--json", metavar="FILE", help="also write the figures, per file, as JSON")
+    add_max_pixels(ev)
     ev.set_defaults(func=eval_command)
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    tok = vqtok.load(args.model, device=args.device, dtype=DTYPES[args.dtype])
+    tok = vqtok.load(args.model, device=args.device, dtype=DTYPES[args.dtype], max_pixels=args.max_pixels)
     result = evaluate_files(tok, args.inputs, crop=args.crop or None, max_frames=args.max_frames)
+    result.failed = [(path, with_flag_advice(reason)) for path, reason in result.failed]
     print(report(result))
     if args.json:
         with atomic_file(args.json) as tmp:

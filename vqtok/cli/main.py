@@ -11,6 +11,7 @@ from pathlib import Path
 
 from vqtok.allocator import keep_freed_memory, share_one_arena
 from vqtok.cli import demo, evaluate, store, tokens
+from vqtok.cli.options import with_flag_advice
 from vqtok.errors import VqtokError
 from vqtok.export import DTYPES
 
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("encode", "decode", "eval", "tokenize", "detokenize", "demo"):
             return args.func(args)
     except (VqtokError, OSError) as e:  # OSError: an output path that cannot be written
-        print(f"vqtok {args.command}: error: {e}", file=sys.stderr)
+        message = with_flag_advice(str(e)) if "max_pixels" in args else str(e)  # the flag, not the Python argument
+        print(f"vqtok {args.command}: error: {message}", file=sys.stderr)
         return 2
     build_parser().print_help()
     return 1

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import vqtok
+from vqtok.cli.options import add_max_pixels, recorded_model
 from vqtok.cli.outputs import write_decoded
 from vqtok.errors import ExportError, InputError
 from vqtok.export import DTYPES
@@ -37,15 +38,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tok.add_argument("--num-nodes", type=int, default=1, help="number of nodes (Lightning)")
     tok.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     tok.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_max_pixels(tok)
     tok.set_defaults(func=tokenize_command)
 
     det = sub.add_parser("detokenize", help="decode a token store back to PNG images and MP4 videos, to check it")
     det.add_argument("store", help="a store written by vqtok tokenize")
-    det.add_argument("--model", required=True, help="the export that made the store")
+    det.add_argument(
+        "--model", help="the export that made the store (default: the model the store records, if it is found here)"
+    )
     det.add_argument("--out", required=True, help="directory for the images and videos")
     det.add_argument("--limit", type=int, help="decode only the first N items")
     det.add_argument("--source", action="append", default=[], help="decode only this source (repeatable)")
     det.add_argument("--device", default="cpu")
+    add_max_pixels(det)
     det.set_defaults(func=detokenize_command)
 
 
@@ -72,6 +77,7 @@ def tokenize_command(args: argparse.Namespace) -> int:
         num_nodes=args.num_nodes,
         dtype=args.dtype,
         progress=not args.no_progress,
+        max_pixels=args.max_pixels,
     )
     summary = tokenize_to_store(options)
     if summary is not None:  # global rank 0
@@ -81,8 +87,11 @@ def tokenize_command(args: argparse.Namespace) -> int:
 
 def detokenize_command(args: argparse.Namespace) -> int:
     store = TokenStore(args.store)
-    tok = vqtok.load(args.model, device=args.device)
-    if tok.fingerprint != store.meta.model_fingerprint:
+    model = args.model
+    if model is None:  # the model the store records, found by name and checked by fingerprint
+        model = recorded_model(store.meta.model, store.meta.model_fingerprint, args.store, "detokenize")
+    tok = vqtok.load(model, device=args.device, max_pixels=args.max_pixels)
+    if store.meta.model_fingerprint not in tok.fingerprints:
         raise ExportError(
             f"{args.store} was made by model {store.meta.model!r} ({store.meta.model_fingerprint}), not by "
             f"{args.model!r} ({tok.fingerprint}); decode it with the model that made it"

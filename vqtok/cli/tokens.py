@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import vqtok
+from vqtok.cli.options import add_max_pixels, recorded_model
 from vqtok.cli.outputs import write_decoded
 from vqtok.token_file import TokenItem, load_tokens, save_tokens
 
@@ -16,17 +17,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     enc.add_argument("--model", required=True, help="export directory or short name")
     enc.add_argument("--out", required=True, help="token file to write, e.g. tokens.safetensors")
     enc.add_argument("--device", default="cpu")
+    add_max_pixels(enc)
     enc.set_defaults(func=encode_command)
     dec = sub.add_parser("decode", help="decode a token file back to PNG images and MP4 videos")
     dec.add_argument("tokens", help="a token file written by vqtok encode")
-    dec.add_argument("--model", required=True, help="the export that encoded the file")
+    dec.add_argument(
+        "--model", help="the export that encoded the file (default: the model the file records, if it is found here)"
+    )
     dec.add_argument("--out", required=True, help="directory for the images and videos")
     dec.add_argument("--device", default="cpu")
+    add_max_pixels(dec)
     dec.set_defaults(func=decode_command)
 
 
 def encode_command(args: argparse.Namespace) -> int:
-    tok = vqtok.load(args.model, device=args.device)
+    tok = vqtok.load(args.model, device=args.device, max_pixels=args.max_pixels)
     items = [_encode_file(tok, path) for path in args.inputs]
     save_tokens(args.out, items, tok.config.name, tok.fingerprint, tok.codebook_size)
     print(f"wrote {len(items)} token grid(s) to {args.out}")
@@ -42,15 +47,20 @@ def _encode_file(tok: vqtok.Tokenizer, path: str) -> TokenItem:
         size = (video.num_frames, video.height, video.width)
         print(f"{path}: {'x'.join(map(str, size))} frames at {video.fps:.3g} fps -> {'x'.join(map(str, ids.shape))}")
         return TokenItem(ids=ids, size=size, source=name, fps=video.fps)
-    x = vqtok.inputs.image_batch(path)  # (1, 3, H, W)
+    x = vqtok.inputs.image_batch(path, max_pixels=tok.max_pixels)  # (1, 3, H, W)
     ids = tok.encode(x)[0].cpu()
     print(f"{path}: {x.shape[-2]}x{x.shape[-1]} -> {ids.shape[0]}x{ids.shape[1]} tokens")
     return TokenItem(ids=ids, size=(x.shape[-2], x.shape[-1]), source=name)
 
 
 def decode_command(args: argparse.Namespace) -> int:
-    tok = vqtok.load(args.model, device=args.device)
-    _, items = load_tokens(args.tokens, fingerprint=tok.fingerprint)
+    if args.model is None:  # the model the file records, found by name and checked by fingerprint
+        meta, items = load_tokens(args.tokens)
+        model = recorded_model(meta.get("model"), meta.get("model_fingerprint"), args.tokens, "decode")
+        tok = vqtok.load(model, device=args.device, max_pixels=args.max_pixels)
+    else:
+        tok = vqtok.load(args.model, device=args.device, max_pixels=args.max_pixels)
+        _, items = load_tokens(args.tokens, fingerprint=tok.fingerprints)
     items = ((i, it.source, it.ids, it.size, it.fps) for i, it in enumerate(items))
     write_decoded(tok, items, Path(args.out), where=args.tokens)
     return 0

@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
@@ -27,6 +29,9 @@ from av.video.reformatter import ColorRange, Colorspace
 from vqtok.errors import FileFormatError, InputError
 from vqtok.io.atomic import atomic_file
 from vqtok.io.listing import file_problem, list_files
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = [
     "DEFAULT_MAX_FRAME_PIXELS",
@@ -467,7 +472,7 @@ def _timestamp_tolerance(stream: av.VideoStream, fps: float) -> float:
 
 def write_video(
     path: str | os.PathLike[str],
-    frames: Iterable[np.ndarray] | np.ndarray,
+    frames: Iterable[np.ndarray] | np.ndarray | Tensor,
     fps: float,
     crf: int = 18,
     preset: str = "medium",
@@ -482,7 +487,9 @@ def write_video(
 
     Args:
         path: destination (``.mp4``); an existing file is replaced.
-        frames: uint8 frames (H, W, 3) RGB of one size, as an array (T, H, W, 3) or any iterable of arrays.
+        frames: uint8 frames (H, W, 3) RGB of one size, as an array (T, H, W, 3) or any iterable of arrays; or a
+            decoded video as :meth:`vqtok.Tokenizer.decode` returns it, a float tensor (3, T, H, W) or
+            (1, 3, T, H, W) in [-1, 1] (clamped, rounded to uint8, and converted one frame at a time).
         fps: frame rate, > 0; may be fractional: it is stored as the nearest fraction with a denominator up to
             1001, so ``30000 / 1001`` (NTSC) is exact and ``29.97`` becomes 2997/100.
         crf: libx264 constant rate factor, 0 (lossless luma) to 51; 18 is visually near-lossless.
@@ -492,8 +499,8 @@ def write_video(
         ``(frames written, height, width)`` of the file (height and width after padding to even).
 
     Raises:
-        InputError: no frames, a frame that is not uint8 (H, W, 3), frames of different sizes, or bad
-            ``fps``/``crf``.
+        InputError: no frames, a frame that is not uint8 (H, W, 3), frames of different sizes, a tensor that is
+            not a float (3, T, H, W) or (1, 3, T, H, W) one, or bad ``fps``/``crf``.
         FileFormatError: the encoder or the file system failed (e.g. an unknown preset).
     """
     path = Path(path)
@@ -503,6 +510,7 @@ def write_video(
         raise InputError(f"crf must be between 0 and 51, got {crf}")
     if isinstance(frames, np.ndarray) and frames.ndim != 4:
         raise InputError(f"a video array must have shape (T, H, W, 3), got {frames.shape}")
+    frames = _frames_of_tensor(frames)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_file(path) as tmp, av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
@@ -546,6 +554,27 @@ def _encode_frames(
     for packet in stream.encode():  # flush the encoder's delayed frames
         out.mux(packet)
     return count, stream.height, stream.width
+
+
+def _frames_of_tensor(frames: Iterable[np.ndarray] | np.ndarray | Tensor) -> Iterable[np.ndarray] | np.ndarray:
+    """A float tensor (3, T, H, W) or (1, 3, T, H, W) in [-1, 1] -> its frames uint8 (H, W, 3), one at a time (any
+    other ``frames`` as is). torch is not imported here: a tensor exists only if the caller imported it."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(frames, torch.Tensor):
+        return frames
+    video = frames[0] if frames.ndim == 5 and frames.shape[0] == 1 else frames  # (3, T, H, W)
+    if not video.is_floating_point() or video.ndim != 4 or video.shape[0] != 3:
+        raise InputError(
+            "a video tensor must be float (3, T, H, W) or (1, 3, T, H, W) in [-1, 1] (one video, as "
+            f"Tokenizer.decode returns it), got {frames.dtype} of shape {tuple(frames.shape)}; for uint8 frames "
+            "pass a numpy array (T, H, W, 3)"
+        )
+    if not torch.isfinite(video).all():
+        raise InputError("a video tensor to write contains NaN or Inf values")
+    return (
+        ((frame.float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        for frame in video.detach().unbind(1)  # (3, H, W) in [-1, 1] -> (H, W, 3) uint8, rounded
+    )
 
 
 def _checked_frame(frame: object, size: tuple[int, int] | None) -> np.ndarray:

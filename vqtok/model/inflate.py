@@ -3,7 +3,8 @@
 A 2D kernel (O, I, kh, kw) becomes a 3D kernel (O, I, kt, kh, kw) that is zero except at the last time tap,
 which sees the current frame (causal padding puts the past first). The inflated model therefore computes the
 image model's function on every frame, and on a 1-frame video gives exactly the image model's ids; training then
-learns to use the past frames. Norms, attention, biases and the codebook (with its EMA statistics) are copied.
+learns to use the past frames. Norms, attention, biases and the quantizer's state (a codebook with its EMA
+statistics) are copied.
 """
 
 from __future__ import annotations
@@ -14,33 +15,25 @@ from torch import Tensor
 from vqtok.config import TokenizerConfig
 from vqtok.errors import ConfigError
 
-# Fields that must agree between the image and the video tokenizer for the weights to fit.
-ARCHITECTURE_FIELDS = (
-    "in_channels",
-    "base_channels",
-    "channel_mults",
-    "num_res_blocks",
-    "attention",
-    "z_channels",
-    "norm_groups",
-    "num_codes",
-    "code_dim",
-    "l2_normalize",
-    "codebook",
-)
+# What may differ between an image tokenizer and the video tokenizer inflated from it; the rest must agree.
+TIME_FIELDS = ("video", "temporal_downsample")
+
+
+def architecture_differences(a: TokenizerConfig, b: TokenizerConfig, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The architecture fields (outside ``ignore``) on which two configs disagree, each with both values."""
+    arch_a, arch_b = a.architecture(), b.architecture()
+    return [f"{k}: {arch_a[k]!r} vs {arch_b[k]!r}" for k in arch_a if k not in ignore and arch_a[k] != arch_b[k]]
 
 
 def check_inflatable(image: TokenizerConfig, video: TokenizerConfig) -> None:
     """Raise ConfigError naming every architecture field on which the two configs disagree."""
     if image.video or not video.video:
         raise ConfigError(f"inflation takes an image tokenizer to a video one, not {image.name!r} to {video.name!r}")
-    differ = [
-        f"{f}: image {getattr(image, f)!r} vs video {getattr(video, f)!r}"
-        for f in ARCHITECTURE_FIELDS
-        if getattr(image, f) != getattr(video, f)
-    ]
+    differ = architecture_differences(image, video, ignore=TIME_FIELDS)
     if differ:
-        raise ConfigError("the image tokenizer's architecture does not fit the video tokenizer's: " + "; ".join(differ))
+        raise ConfigError(
+            "the image tokenizer's architecture does not fit the video tokenizer's (image vs video): " + "; ".join(differ)
+        )
 
 
 def inflate_state_dict(image_state: dict[str, Tensor], video_state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from vqtok.config import TokenizerConfig
+from vqtok.config import QuantizerTraining, TokenizerConfig
 from vqtok.model.autoencoder import Decoder, Encoder
-from vqtok.model.quantizer import QuantizerOutput, VectorQuantizer
+from vqtok.model.quantizers import QuantizerOutput, build_quantizer
 
-# Which state-dict prefixes each exported half carries. Both carry the codebook (the encoder needs it for the
-# lookup, the decoder to turn ids back into vectors).
-CODEBOOK_KEY = "quantizer.embed"
-ENCODER_PREFIXES = ("encoder.", "quant_conv.", "quantizer.")
+# Which state-dict prefixes each exported half carries. Both carry the quantizer's identity tensors (a learned
+# codebook: the encoder needs it for the lookup, the decoder to turn ids back into vectors).
+QUANTIZER_PREFIX = "quantizer."
+ENCODER_PREFIXES = ("encoder.", "quant_conv.", QUANTIZER_PREFIX)
 DECODER_PREFIXES = ("post_quant_conv.", "decoder.")
 
 
@@ -22,9 +22,19 @@ class VQVAE(nn.Module):
     """Images (B, C, H, W) in [-1, 1], H and W multiples of f, <-> ids (B, H/f, W/f) in [0, K).
 
     A video model maps (B, C, 1 + r*k, H, W) <-> ids (B, 1 + k, H/f, W/f), r = ``config.temporal_downsample``.
+
+    Args:
+        config: the architecture.
+        quantizer_training: how the quantizer trains (defaults when None; irrelevant for inference).
+        gradient_checkpointing: recompute ResNet blocks in backward to save activation memory (training only).
     """
 
-    def __init__(self, config: TokenizerConfig) -> None:
+    def __init__(
+        self,
+        config: TokenizerConfig,
+        quantizer_training: QuantizerTraining | None = None,
+        gradient_checkpointing: bool = False,
+    ) -> None:
         super().__init__()
         self.config = config
         c = config
@@ -35,23 +45,14 @@ class VQVAE(nn.Module):
             z_channels=c.z_channels,
             groups=c.norm_groups,
             attention=c.attention,
-            grad_checkpoint=c.gradient_checkpointing,
+            grad_checkpoint=gradient_checkpointing,
             video=c.video,
             temporal_levels=c.temporal_levels,
         )
         pointwise = nn.Conv3d if c.video else nn.Conv2d
         self.encoder = Encoder(in_channels=c.in_channels, **arch)
         self.quant_conv = pointwise(c.z_channels, c.code_dim, 1)
-        self.quantizer = VectorQuantizer(
-            num_codes=c.num_codes,
-            code_dim=c.code_dim,
-            l2_normalize=c.l2_normalize,
-            codebook=c.codebook,
-            decay=c.ema_decay,
-            commitment_weight=c.commitment_weight,
-            dead_code_threshold=c.dead_code_threshold,
-            kmeans_init=c.kmeans_init,
-        )
+        self.quantizer = build_quantizer(c, quantizer_training)
         self.post_quant_conv = pointwise(c.code_dim, c.z_channels, 1)
         self.decoder = Decoder(out_channels=c.in_channels, **arch)
 
@@ -72,6 +73,15 @@ class VQVAE(nn.Module):
         """x (B, C, [T,] H, W) -> (reconstruction of the same shape, quantizer output)."""
         q = self.encode(x)
         return self.decode(q.z_q), q
+
+    def identity_tensors(self) -> dict[str, Tensor]:
+        """The state-dict tensors that, with the architecture, decide which id stands for which code: the
+        quantizer's (a learned codebook), or, for an implicit codebook, the 1x1 convs into and out of code space
+        (weights of one trained model, so two FSQ or LFQ models of one architecture differ)."""
+        tensors = {QUANTIZER_PREFIX + k: v for k, v in self.quantizer.identity_tensors().items()}
+        if tensors:
+            return tensors
+        return {f"{conv}.{k}": v for conv in ("quant_conv", "post_quant_conv") for k, v in getattr(self, conv).state_dict().items()}
 
     @property
     def last_layer(self) -> nn.Parameter:

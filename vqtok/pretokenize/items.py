@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, Sampler
 
 from vqtok.errors import FileFormatError, VqtokError
 from vqtok.inputs import image_batch
+from vqtok.io.images import DEFAULT_MAX_PIXELS
 from vqtok.pretokenize.resolution import Resolution
 
 logger = logging.getLogger(__name__)
@@ -47,12 +48,14 @@ class InputReader(Dataset):
         resolution: Resolution,
         max_frames: int | None = None,
         video_suffixes: frozenset[str] = frozenset(),
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.entries = entries
         self.video_model = video_model
         self.resolution = resolution
         self.max_frames = max_frames
         self.video_suffixes = video_suffixes
+        self.max_pixels = max_pixels  # larger images and video frames (H * W) are refused from their header
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -77,7 +80,7 @@ class InputReader(Dataset):
 
     def _read_image(self, path: Path) -> dict[str, Any]:
         digest = file_sha256(path)
-        x = image_batch(path)  # (1, 3, H, W) in [-1, 1], the API's own reader
+        x = image_batch(path, max_pixels=self.max_pixels)  # (1, 3, H, W) in [-1, 1], the API's own reader
         size = list(x.shape[-2:])
         x = self.resolution.apply(x)[0].contiguous()  # (3, H', W')
         return {"sha256": digest, "size": size, "input_size": list(x.shape[-2:]), "fps": None, "pixels": x}
@@ -86,7 +89,7 @@ class InputReader(Dataset):
         from vqtok.io.video import read_video
 
         digest = file_sha256(path)
-        frames, fps = read_video(path, max_frames=self.max_frames)  # (T, H, W, 3) uint8
+        frames, fps = read_video(path, max_frames=self.max_frames, max_frame_pixels=self.max_pixels)  # (T, H, W, 3)
         size = list(frames.shape[:3])
         x = self.resolution.apply_uint8(torch.from_numpy(frames).permute(0, 3, 1, 2))  # (T, 3, H', W')
         x = x.permute(1, 0, 2, 3).contiguous()  # (3, T, H', W')

@@ -13,8 +13,9 @@ from pathlib import Path
 import lightning as L
 
 from vqtok._version import __version__
-from vqtok.errors import InputError
+from vqtok.errors import FileFormatError, InputError
 from vqtok.export import DTYPES
+from vqtok.io.images import DEFAULT_MAX_PIXELS
 from vqtok.pretokenize.lightning import EncodeModule, InputDataModule, ItemProgress, StoreWriter
 from vqtok.pretokenize.plan import check_store, count_results, merge, wait_for_units
 from vqtok.pretokenize.resolution import Resolution
@@ -43,6 +44,7 @@ class TokenizeOptions:
     dtype: str = "float32"  # of the convolutions; the codebook search is fp32 regardless
     chunk_frames: int = DEFAULT_CHUNK_FRAMES
     progress: bool = True
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger images and video frames (H * W) fail; None: no limit
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "shard_items", "num_nodes", "chunk_frames"):
@@ -88,7 +90,7 @@ def store_meta(tokenizer: Tokenizer, options: TokenizeOptions) -> StoreMeta:
     config = tokenizer.config.to_dict()
     return StoreMeta(
         model=tokenizer.config.name,
-        model_fingerprint=tokenizer.fingerprint,
+        model_fingerprint=_store_fingerprint(tokenizer, Path(options.out)),
         config_hash=hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16],
         num_codes=tokenizer.codebook_size,
         ids_dtype=DTYPE_NAMES[ids_dtype(tokenizer.codebook_size)],
@@ -104,6 +106,19 @@ def store_meta(tokenizer: Tokenizer, options: TokenizeOptions) -> StoreMeta:
     )
 
 
+def _store_fingerprint(tokenizer: Tokenizer, store: Path) -> str:
+    """The tokenizer's fingerprint, or, for a store this model began before vqtok 0.2, the one recorded there (so
+    its shards stay consistent); a store of another model keeps failing check_store."""
+    if (store / STORE_FILE).is_file():
+        try:
+            recorded = StoreMeta.load(store).model_fingerprint
+        except FileFormatError:
+            return tokenizer.fingerprint  # check_store reports the broken store
+        if recorded in tokenizer.fingerprints:
+            return recorded
+    return tokenizer.fingerprint
+
+
 def tokenize_to_store(options: TokenizeOptions) -> Summary | None:
     """Tokenize every input into the store ``options.out``; resume it if an earlier run was interrupted.
 
@@ -116,7 +131,13 @@ def tokenize_to_store(options: TokenizeOptions) -> Summary | None:
     """
     store = Path(options.out)
     sources = expand_sources(options.sources, exclude=store)
-    tokenizer = load(options.model, device="cpu", dtype=DTYPES[options.dtype], chunk_frames=options.chunk_frames)
+    tokenizer = load(
+        options.model,
+        device="cpu",
+        dtype=DTYPES[options.dtype],
+        chunk_frames=options.chunk_frames,
+        max_pixels=options.max_pixels,
+    )
     meta = store_meta(tokenizer, options)
     if tokenizer.is_video:
         try:
@@ -139,6 +160,7 @@ def tokenize_to_store(options: TokenizeOptions) -> Summary | None:
         num_workers=options.num_workers,
         retry_failed=options.retry_failed,
         max_frames=options.max_frames,
+        max_pixels=options.max_pixels,
     )
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available: ..." chatter
     trainer = L.Trainer(
@@ -153,7 +175,7 @@ def tokenize_to_store(options: TokenizeOptions) -> Summary | None:
         callbacks=[writer, progress],
         default_root_dir=os.fspath(store),
     )
-    module = EncodeModule(tokenizer.model, DTYPES[options.dtype], options.chunk_frames)
+    module = EncodeModule(tokenizer.model, DTYPES[options.dtype], options.chunk_frames, options.max_pixels)
     try:
         with warnings.catch_warnings():
             # UnitBatchSampler yields every index by construction; Lightning cannot tell and says so.

@@ -32,17 +32,18 @@ logger = logging.getLogger(__name__)
 class EncodeModule(L.LightningModule):
     """Wraps an exported model for ``Trainer.predict``: a batch of decoded inputs -> one result dict per input."""
 
-    def __init__(self, model: VQVAE, dtype: torch.dtype, chunk_frames: int) -> None:
+    def __init__(self, model: VQVAE, dtype: torch.dtype, chunk_frames: int, max_pixels: int | None) -> None:
         super().__init__()
         self.allow_zero_length_dataloader_with_multiple_devices = True  # a rank may have no units left
         self.model = model
         self.dtype_ = dtype
         self.chunk_frames = chunk_frames
+        self.max_pixels = max_pixels
         self.tokenizer: Tokenizer | None = None
 
     def on_predict_start(self) -> None:
         # Built here, after Lightning has moved the model to this rank's device.
-        self.tokenizer = Tokenizer(self.model, self.device, self.dtype_, self.chunk_frames)
+        self.tokenizer = Tokenizer(self.model, self.device, self.dtype_, self.chunk_frames, max_pixels=self.max_pixels)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         results = [{"unit": f["unit"], "source": f["source"], "error": f["error"]} for f in batch["failed"]]
@@ -171,13 +172,14 @@ class InputDataModule(L.LightningDataModule):
         num_workers: int,
         retry_failed: bool,
         max_frames: int | None,
+        max_pixels: int | None,
     ) -> None:
         super().__init__()
         self.prepare_data_per_node = False  # one plan for all nodes: the store is on a shared file system
         self.allow_zero_length_dataloader_with_multiple_devices = True
         self.store, self.sources, self.meta, self.resolution = store, sources, meta, resolution
         self.unit_items, self.batch_size, self.num_workers = unit_items, batch_size, num_workers
-        self.retry_failed, self.max_frames = retry_failed, max_frames
+        self.retry_failed, self.max_frames, self.max_pixels = retry_failed, max_frames, max_pixels
         self.plan: Plan | None = None  # rank 0 only
         self.units: list[Unit] = []  # this rank's units
         self._lock: int | None = None
@@ -199,7 +201,9 @@ class InputDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         entries = [Entry(u.name, s) for u in self.units for s in u.sources]
-        reader = InputReader(entries, self.meta.video, self.resolution, self.max_frames, video_suffixes())
+        reader = InputReader(
+            entries, self.meta.video, self.resolution, self.max_frames, video_suffixes(), self.max_pixels
+        )
         return DataLoader(
             reader,
             batch_sampler=UnitBatchSampler([len(u.sources) for u in self.units], self.batch_size),

@@ -23,6 +23,11 @@ class TokenizerCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - a jsonargparse LightningArgumentParser
         parser.set_defaults({"data": {"class_path": f"{ImageDataModule.__module__}.{ImageDataModule.__name__}"}})
 
+    def parse_arguments(self, parser, args) -> None:  # noqa: ANN001 - a LightningArgumentParser; list or None
+        # LightningCLI warns when args are given while sys.argv holds arguments too, taking it for a mix-up; vqtok's
+        # main always hands over its own argv (the command line without "vqtok", or a caller's list), so parse it.
+        self.config = parser.parse_args(args)
+
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         plugins = kwargs.pop("plugins", None) or self._get(self.config_init, "trainer", default={}).get("plugins")
         plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]

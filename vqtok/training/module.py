@@ -8,6 +8,7 @@ stays good; each kind's losses are averaged over its own pixels and then summed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Any
@@ -17,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vqtok.config import CHECKPOINT_CONFIG_KEY, TokenizerConfig
+from vqtok.config import CHECKPOINT_CONFIG_KEY, QuantizerTraining, TokenizerConfig
 from vqtok.errors import ConfigError, FileFormatError, TrainingError
 from vqtok.metrics import psnr, ssim
-from vqtok.model.inflate import ARCHITECTURE_FIELDS, check_inflatable, inflate_state_dict
-from vqtok.model.quantizer import QuantizerOutput
+from vqtok.model.inflate import architecture_differences, check_inflatable, inflate_state_dict
+from vqtok.model.quantizers import QuantizerOutput
 from vqtok.model.vqvae import VQVAE
 from vqtok.training.discriminator import PatchDiscriminator
 from vqtok.training.image_log import log_reconstructions
@@ -37,7 +38,9 @@ class TokenizerTraining(L.LightningModule):
     hinge-loss PatchGAN whose weight is balanced adaptively at the decoder's last layer.
 
     Args:
-        tokenizer: architecture and quantizer of the tokenizer being trained.
+        tokenizer: architecture of the tokenizer being trained (what its export's config.json holds).
+        quantizer_training: how the quantizer trains (EMA, restarts, loss weights); not part of the export.
+        gradient_checkpointing: recompute ResNet blocks in backward to save activation memory.
         learning_rate: peak Adam learning rate of generator and discriminator.
         warmup_steps: batches of linear warm-up from 0 to ``learning_rate`` (0: none).
         lr_decay_steps: batches (warm-up included) over which the rate falls to ``min_lr_ratio * learning_rate``
@@ -57,14 +60,17 @@ class TokenizerTraining(L.LightningModule):
         channels_last: keep an image model's weights and batches channels-last (faster convolutions on CPU and
             with bf16; no effect on a video model).
         max_nonfinite_steps: stop with an error after this many non-finite losses in a row (each is skipped).
-        init_from: an exported tokenizer (directory or short name) to start from: an image export initialises a
-            video tokenizer by inflating its 2D kernels (see :mod:`vqtok.model.inflate`); an export of the same
-            kind is copied.
+        init_from: an exported tokenizer (directory or short name) to start a fresh run from: an image export
+            initialises a video tokenizer by inflating its 2D kernels (see :mod:`vqtok.model.inflate`); an export of
+            the same kind is copied. Read once, when a run starts without ``--ckpt_path``: a resumed run takes its
+            weights from the checkpoint, so the export may since have moved or gone.
     """
 
     def __init__(
         self,
         tokenizer: TokenizerConfig,
+        quantizer_training: QuantizerTraining | None = None,
+        gradient_checkpointing: bool = False,
         learning_rate: float = 1e-4,
         warmup_steps: int = 0,
         lr_decay_steps: int = 0,
@@ -90,13 +96,16 @@ class TokenizerTraining(L.LightningModule):
             raise ConfigError(f"max_nonfinite_steps must be an int >= 1, got {max_nonfinite_steps!r}")
         if isinstance(tokenizer, dict):  # load_from_checkpoint passes the saved dict back
             tokenizer = TokenizerConfig.from_dict(tokenizer)
-        self.save_hyperparameters(ignore=["tokenizer"])
-        self.hparams["tokenizer"] = tokenizer.to_dict()  # plain data, so checkpoints load with weights_only=True
+        if isinstance(quantizer_training, dict):
+            quantizer_training = QuantizerTraining(**quantizer_training)
+        quantizer_training = quantizer_training or QuantizerTraining()
+        self.save_hyperparameters(ignore=["tokenizer", "quantizer_training"])
+        # Plain data, so checkpoints load with weights_only=True.
+        self.hparams["tokenizer"] = tokenizer.to_dict()
+        self.hparams["quantizer_training"] = dataclasses.asdict(quantizer_training)
         self.automatic_optimization = False
         self.config = tokenizer
-        self.model = VQVAE(tokenizer)
-        if init_from:
-            _initialise(self.model, init_from)
+        self.model = VQVAE(tokenizer, quantizer_training, gradient_checkpointing)
         self.memory_format = torch.channels_last if channels_last and not tokenizer.video else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.discriminator = PatchDiscriminator(tokenizer.in_channels, disc_channels, disc_layers, tokenizer.video)
@@ -105,6 +114,12 @@ class TokenizerTraining(L.LightningModule):
         self.nonfinite_in_row = 0
         self._last_parts: dict[str, Tensor] = {}  # the last readable pixels of each kind, by metric prefix
         self.failed_images = 0  # unreadable files met by this rank in the current epoch
+
+    def setup(self, stage: str) -> None:
+        """Start from ``init_from`` when a run starts fresh (not when it resumes from a checkpoint, which Lightning
+        loads after this hook)."""
+        if stage == "fit" and self.hparams.init_from and self.trainer.ckpt_path is None:
+            _initialise(self.model, self.hparams.init_from)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, C, [T,] H, W) in [-1, 1] -> reconstruction of the same shape."""
@@ -288,9 +303,10 @@ class TokenizerTraining(L.LightningModule):
             "data/failed_images": failed,
         }
         self.log_dict(epoch_stats, rank_zero_only=True)
-        if self.trainer.world_size > 1:  # every rank must hold the identical codebook; a non-zero value is a bug
-            codebooks = self.all_gather(self.model.quantizer.embed.detach())  # (world, K, D)
-            self.log("codebook/rank_max_diff", (codebooks - codebooks[0]).abs().max(), rank_zero_only=True)
+        shared = self.model.quantizer.synchronized_tensors()
+        if self.trainer.world_size > 1 and shared:  # every rank must hold identical ones; a non-zero value is a bug
+            diffs = [(t - t[0]).abs().max() for t in (self.all_gather(v.detach()) for v in shared.values())]
+            self.log("codebook/rank_max_diff", torch.stack(diffs).max(), rank_zero_only=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_CONFIG_KEY] = self.config.to_dict()  # what `vqtok export` reads
@@ -349,10 +365,11 @@ def _initialise(model: VQVAE, export_dir: str) -> None:
         check_inflatable(source.config, model.config)
         state = inflate_state_dict(state, model.state_dict())
     else:
-        fields = ("video", "temporal_downsample", *ARCHITECTURE_FIELDS)
-        differ = [f for f in fields if getattr(source.config, f) != getattr(model.config, f)]
+        differ = architecture_differences(source.config, model.config)
         if differ:
-            raise ConfigError(f"model.init_from {export_dir!r} does not fit model.tokenizer: {differ} differ")
+            raise ConfigError(
+                f"model.init_from {export_dir!r} does not fit model.tokenizer (export vs config): " + "; ".join(differ)
+            )
     model.load_state_dict(state)
     log.info("initialised %r from %s (%s)", model.config.name, export_dir, source.config.name)
 

@@ -1,4 +1,4 @@
-"""Vector quantizer: nearest-code lookup in fp32, straight-through gradients, EMA or learned codebooks.
+"""Vector quantizer (VQ): nearest-code lookup in fp32, straight-through gradients, EMA or learned codebooks.
 
 Notation: z are encoder outputs with D channels, K is the codebook size, N the number of vectors in a batch
 (B times the number of grid positions). Codebook statistics are synchronised across torch.distributed ranks so
@@ -7,25 +7,12 @@ every rank always holds the identical codebook.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vqtok.model import distributed as dist_utils
-
-
-@dataclass
-class QuantizerOutput:
-    """What :meth:`VectorQuantizer.forward` returns."""
-
-    z_q: Tensor  # (B, D, *S) fp32: quantized vectors with straight-through gradient to z
-    ids: Tensor  # (B, *S) int64: code index per position
-    loss: Tensor  # () fp32: beta * commitment loss (+ codebook loss for learned codebooks)
-    usage: Tensor  # () fraction of the K codes used in this batch (all ranks in training)
-    perplexity: Tensor  # () exp(entropy) of the batch's code histogram
-    num_dead: Tensor  # () codes found dead and re-seeded in this step (0 outside training)
+from vqtok.model.quantizers.base import Quantizer, straight_through
 
 
 def nearest_codes(z: Tensor, codebook: Tensor, max_distance_bytes: int = 2**28) -> Tensor:
@@ -58,7 +45,7 @@ def _l2_normalize(x: Tensor) -> Tensor:
     return F.normalize(x, dim=-1)
 
 
-class VectorQuantizer(nn.Module):
+class VectorQuantizer(Quantizer):
     """Maps each D-dim vector to the nearest of K codes.
 
     Args:
@@ -89,10 +76,10 @@ class VectorQuantizer(nn.Module):
         kmeans_iters: int = 10,
         eps: float = 1e-5,
     ) -> None:
-        super().__init__()
+        super().__init__(num_codes, code_dim)
         if codebook not in ("ema", "learned"):
             raise ValueError(f"codebook must be 'ema' or 'learned', got {codebook!r}")
-        self.num_codes, self.code_dim = num_codes, code_dim
+        self.num_codes = num_codes
         self.decay, self.eps = decay, eps
         self.commitment_weight = commitment_weight
         self.dead_code_threshold = dead_code_threshold
@@ -110,11 +97,6 @@ class VectorQuantizer(nn.Module):
         # the codebook from the first batch; codes with no assignments yet keep their initial vector.
         self.register_buffer("cluster_size", torch.zeros(num_codes))
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
-        self.register_buffer("epoch_counts", torch.zeros(num_codes), persistent=False)
-        # Restarts and k-means draw from their own generator (seeded from torch's initial seed, which
-        # seed_everything sets), never from the global one: training checkpoints its state, so a resumed run
-        # re-seeds exactly the codes the uninterrupted run would have.
-        self.generator = torch.Generator().manual_seed(torch.initial_seed() % 2**63)
 
     def codebook(self) -> Tensor:
         """(K, D) fp32 codes as used in the lookup."""
@@ -124,37 +106,26 @@ class VectorQuantizer(nn.Module):
         """(B, *S) int ids -> (B, D, *S) fp32 code vectors (what the decoder receives)."""
         return F.embedding(ids, self.codebook()).movedim(-1, 1)
 
-    def forward(self, z: Tensor) -> QuantizerOutput:
-        """Quantize z of shape (B, D, *S); the lookup and losses run in fp32 whatever the autocast state."""
-        with torch.autocast(z.device.type, enabled=False):
-            z_flat = self.normalize(z.float().movedim(1, -1).reshape(-1, self.code_dim))  # (N, D)
-            update = self.training and _all_finite(z_flat)  # a non-finite batch must not reach the codebook
-            if update and not bool(self.initialized):
-                self._kmeans_init(z_flat.detach())
-            codebook = self.codebook()  # (K, D)
-            ids = nearest_codes(z_flat.detach(), codebook.detach())  # (N,)
-            e = F.embedding(ids, codebook)  # (N, D); carries the gradient to a learned codebook
-            counts = torch.bincount(ids, minlength=self.num_codes).float()  # (K,)
-            num_dead = torch.zeros((), device=z.device)
-            if update:
-                counts = dist_utils.all_reduce_sum(counts)
-                num_dead = self._update_codebook(z_flat.detach(), ids, counts)
-                self.epoch_counts += counts
+    def identity_tensors(self) -> dict[str, Tensor]:
+        return {"embed": self.embed}
 
-            loss = self.commitment_weight * F.mse_loss(z_flat, e.detach())
-            if not self.uses_ema:
-                loss = loss + F.mse_loss(e, z_flat.detach())
-            z_q = z_flat + (e - z_flat).detach()  # straight-through: forward e, backward identity to z
-
-        out_shape = (z.shape[0], *z.shape[2:])
-        return QuantizerOutput(
-            z_q=z_q.reshape(*out_shape, self.code_dim).movedim(-1, 1),  # (B, D, *S)
-            ids=ids.reshape(out_shape),  # (B, *S)
-            loss=loss,
-            usage=(counts > 0).float().mean(),
-            perplexity=_perplexity(counts),
-            num_dead=num_dead,
-        )
+    def quantize(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """z (N, D) fp32 -> nearest codes (straight-through), ids, commitment (+ codebook) loss, dead codes."""
+        z = self.normalize(z)
+        update = self.training and _all_finite(z)  # a non-finite batch must not reach the codebook
+        if update and not bool(self.initialized):
+            self._kmeans_init(z.detach())
+        codebook = self.codebook()  # (K, D)
+        ids = nearest_codes(z.detach(), codebook.detach())  # (N,)
+        e = F.embedding(ids, codebook)  # (N, D); carries the gradient to a learned codebook
+        num_dead = torch.zeros((), device=z.device)
+        if update:
+            counts = dist_utils.all_reduce_sum(torch.bincount(ids, minlength=self.num_codes).float())  # (K,)
+            num_dead = self._update_codebook(z.detach(), ids, counts)
+        loss = self.commitment_weight * F.mse_loss(z, e.detach())
+        if not self.uses_ema:
+            loss = loss + F.mse_loss(e, z.detach())
+        return straight_through(z, e), ids, loss, num_dead
 
     @torch.no_grad()
     def _update_codebook(self, z: Tensor, ids: Tensor, counts: Tensor) -> Tensor:
@@ -208,21 +179,8 @@ class VectorQuantizer(nn.Module):
             self.embed_sum.copy_(centroids * self.cluster_size.unsqueeze(1))
         self.initialized.fill_(True)
 
-    def epoch_stats(self) -> dict[str, Tensor]:
-        """Usage fraction and perplexity of the codes assigned since the last :meth:`reset_epoch_stats`."""
-        return {"usage": (self.epoch_counts > 0).float().mean(), "perplexity": _perplexity(self.epoch_counts)}
-
-    def reset_epoch_stats(self) -> None:
-        self.epoch_counts.zero_()
-
 
 def _all_finite(z: Tensor) -> bool:
     """Whether z is finite on every rank (the ranks must agree before updating the shared codebook)."""
     bad = torch.tensor(0.0 if bool(torch.isfinite(z).all()) else 1.0, device=z.device)
     return float(dist_utils.all_reduce_sum(bad)) == 0
-
-
-def _perplexity(counts: Tensor) -> Tensor:
-    """exp(entropy) of a histogram of code assignments: K for uniform use, 1 for a single code."""
-    p = counts / counts.sum().clamp(min=1)
-    return torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum())
