@@ -838,7 +838,7 @@ def _pickle_loaders(tmp_path: Path, export: ExportCopy, tok: vqtok.Tokenizer, ca
 
         def init_from(data: bytes) -> object:
             root = export.put(encoder=data)
-            return TokenizerTraining(TokenizerConfig.from_name("tiny"), init_from=str(root))
+            return TokenizerTraining(TokenizerConfig.from_name("tiny"), init_from=str(root)).load_init_from()
 
         loaders["training init_from"] = (init_from, ExportError, (ENCODER,))
     else:  # the corpus size below counts it; keep the count honest without Lightning

@@ -25,11 +25,18 @@ def metrics(run_dir: Path) -> list[dict[str, str]]:
 
 def test_video_tiny_fits_and_exports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["fit", "--config", VIDEO_TINY, *QUIET]) == 0
+    assert main(["fit", "--config", VIDEO_TINY, *QUIET, "--trainer.log_every_n_steps", "1"]) == 0
     rows = metrics(tmp_path / "runs/video_tiny")
     psnr = [float(r["train/psnr"]) for r in rows if r.get("train/psnr")]
     image_psnr = [float(r["train/image_psnr"]) for r in rows if r.get("train/image_psnr")]
     assert psnr and image_psnr  # clips and the mixed still images both trained
+    dead = [
+        (float(r["codebook/dead_codes"]), float(r["codebook/image_dead_codes"]))
+        for r in rows
+        if r.get("codebook/dead_codes")
+    ]
+    # The step's total counts the clips' part too (before, it was the images' part alone: always equal to it).
+    assert all(total >= image for total, image in dead) and any(total > image for total, image in dead)
     assert any(r.get("val/psnr") for r in rows) and any(r.get("val/image_psnr") for r in rows)
     assert main(["export", "runs/video_tiny/checkpoints/last.ckpt", "export"]) == 0
     tok = vqtok.load("export")
@@ -43,6 +50,7 @@ def test_init_from_an_image_export_inflates_it(tmp_path):
     image_model = VQVAE(TokenizerConfig.from_name("tiny")).eval()
     export = save_export(image_model, tmp_path / "image")
     module = TokenizerTraining(TokenizerConfig.from_name("video_tiny"), init_from=str(export)).eval()
+    module.load_init_from()
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         assert torch.equal(module.model.encode(x[:, :, None]).ids[:, 0], image_model.encode(x).ids)
@@ -59,3 +67,18 @@ def test_fit_on_a_folder_of_videos_counts_the_broken_one(tmp_path, monkeypatch, 
     assert main(["fit", "--config", VIDEO_TINY, *QUIET, *args, "--trainer.limit_train_batches", "3"]) == 0
     assert (tmp_path / "runs/video_tiny/checkpoints/last.ckpt").is_file()
     assert "1 unreadable video file(s) skipped" in caplog.text and "broken.mp4" in caplog.text
+
+
+def test_a_resumed_run_does_not_need_the_init_from_export_any_more(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    export = save_export(VQVAE(TokenizerConfig.from_name("tiny")).eval(), tmp_path / "image")
+    short = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--data.num_frames", "5"]
+    args = ["fit", "--config", VIDEO_TINY, *QUIET, *short, "--model.init_from", str(export)]
+    assert main(args) == 0
+    export.rename(tmp_path / "moved")  # the export is gone: a resumed run takes its weights from the checkpoint
+    assert main([*args, "--trainer.max_epochs", "2", "--ckpt_path", "last"]) == 0
+    assert main([*args[:-1], str(tmp_path / "missing"), "--trainer.default_root_dir", "fresh"]) == 2  # read when fresh
+    assert (
+        int(torch.load("runs/video_tiny/checkpoints/last.ckpt", weights_only=True)["state_dict"]["batches_seen"]) == 4
+    )

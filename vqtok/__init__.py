@@ -37,6 +37,8 @@ __all__ = [
     "TokenizerConfig",
     "TrainingError",
     "VectorQuantizer",
+    "FiniteScalarQuantizer",
+    "LookupFreeQuantizer",
     "VqtokError",
     "__version__",
     "inputs",

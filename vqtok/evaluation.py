@@ -143,7 +143,9 @@ def _score_video(
     """A video's frames, decoded one by one and cropped -> (shape, ids, mean per-frame PSNR, SSIM)."""
     frames = itertools.islice(video_io().iter_frames(path, max_frame_pixels=tok.max_pixels), max_frames)
     crops = [center_crop(image_batch(frame, max_pixels=tok.max_pixels), crop) for _, frame in frames]
-    x = image_batch(crops, max_pixels=tok.max_pixels)  # (T, 3, H, W), cropped
+    if not crops:
+        raise FileFormatError(f"{path}: no frame could be read")
+    x = torch.cat(crops)  # (T, 3, H, W) in [-1, 1], cropped: already checked frame by frame
     shape = (len(x), *x.shape[-2:])
     if tok.is_video:
         ids, p, s = _score(tok, x.transpose(0, 1)[None])  # one (1, 3, T, H, W) clip

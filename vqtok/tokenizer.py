@@ -322,9 +322,8 @@ class Tokenizer:
     def __repr__(self) -> str:
         c = self.config
         kind = f"r={c.temporal_downsample}, " if c.video else ""
-        return (
-            f"Tokenizer(name={c.name!r}, {kind}f={self.downsample}, codebook_size={c.codebook_size}, device={self.device})"
-        )
+        size = f"codebook_size={c.codebook_size}"
+        return f"Tokenizer(name={c.name!r}, {kind}f={self.downsample}, {size}, device={self.device})"
 
 
 def _per_tile(streams: TileStreams, run: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:

@@ -38,6 +38,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tok.add_argument("--num-nodes", type=int, default=1, help="number of nodes (Lightning)")
     tok.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     tok.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tok.add_argument(
+        "--labels",
+        choices=["folder"],
+        help="record a class per item: 'folder' takes it from the ImageFolder layout (SRC/CLASS/.../file), so every "
+        "SRC must be a folder; store.json lists the class names",
+    )
     add_max_pixels(tok)
     tok.set_defaults(func=tokenize_command)
 
@@ -78,6 +84,7 @@ def tokenize_command(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         progress=not args.no_progress,
         max_pixels=args.max_pixels,
+        labels=args.labels,
     )
     summary = tokenize_to_store(options)
     if summary is not None:  # global rank 0

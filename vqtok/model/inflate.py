@@ -32,7 +32,8 @@ def check_inflatable(image: TokenizerConfig, video: TokenizerConfig) -> None:
     differ = architecture_differences(image, video, ignore=TIME_FIELDS)
     if differ:
         raise ConfigError(
-            "the image tokenizer's architecture does not fit the video tokenizer's (image vs video): " + "; ".join(differ)
+            "the image tokenizer's architecture does not fit the video tokenizer's (image vs video): "
+            + "; ".join(differ)
         )
 
 

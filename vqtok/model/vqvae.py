@@ -81,7 +81,11 @@ class VQVAE(nn.Module):
         tensors = {QUANTIZER_PREFIX + k: v for k, v in self.quantizer.identity_tensors().items()}
         if tensors:
             return tensors
-        return {f"{conv}.{k}": v for conv in ("quant_conv", "post_quant_conv") for k, v in getattr(self, conv).state_dict().items()}
+        return {
+            f"{conv}.{k}": v
+            for conv in ("quant_conv", "post_quant_conv")
+            for k, v in getattr(self, conv).state_dict().items()
+        }
 
     @property
     def last_layer(self) -> nn.Parameter:

@@ -2,7 +2,7 @@
 
 Every input becomes a dict. A readable one::
 
-    {"unit", "source", "sha256", "size", "input_size", "fps", "pixels"}
+    {"unit", "source", "sha256", "size", "input_size", "fps", "pixels"}  (+ "label", the class, in a labelled store)
 
 with ``pixels`` float32 (3, H, W) in [-1, 1] for an image (exactly what ``vqtok.inputs.image_batch(path)`` gives
 at native size) or uint8 (3, T, H, W) for a video; one that is not: ``{"unit", "source", "error"}``.
@@ -24,6 +24,7 @@ from vqtok.errors import FileFormatError, VqtokError
 from vqtok.inputs import image_batch
 from vqtok.io.images import DEFAULT_MAX_PIXELS
 from vqtok.pretokenize.resolution import Resolution
+from vqtok.pretokenize.sources import folder_label
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class InputReader(Dataset):
         max_frames: int | None = None,
         video_suffixes: frozenset[str] = frozenset(),
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        label_roots: list[str] | None = None,
     ) -> None:
         self.entries = entries
         self.video_model = video_model
@@ -56,14 +58,23 @@ class InputReader(Dataset):
         self.max_frames = max_frames
         self.video_suffixes = video_suffixes
         self.max_pixels = max_pixels  # larger images and video frames (H * W) are refused from their header
+        self.label_roots = label_roots  # labelled stores: the source folders whose first subfolders name classes
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         entry = self.entries[i]
+        labels = {}
+        if self.label_roots is not None:
+            label = folder_label(entry.source, self.label_roots)
+            if label is None:
+                where = " or ".join(self.label_roots)
+                error = f"not inside a class folder of {where} (with --labels folder, ROOT/CLASS/file names the class)"
+                return {"unit": entry.unit, "source": entry.source, "error": error}
+            labels["label"] = label
         try:
-            return {"unit": entry.unit, "source": entry.source, **self._read(Path(entry.source))}
+            return {"unit": entry.unit, "source": entry.source, **labels, **self._read(Path(entry.source))}
         except (VqtokError, OSError) as e:
             return {"unit": entry.unit, "source": entry.source, "error": str(e)}
         except Exception as e:  # a decoder may raise anything on hostile input: record it, never stop the job

@@ -19,9 +19,11 @@ from vqtok.io.images import DEFAULT_MAX_PIXELS
 from vqtok.pretokenize.lightning import EncodeModule, InputDataModule, ItemProgress, StoreWriter
 from vqtok.pretokenize.plan import check_store, count_results, merge, wait_for_units
 from vqtok.pretokenize.resolution import Resolution
-from vqtok.pretokenize.sources import expand_sources
+from vqtok.pretokenize.sources import expand_sources, label_roots
 from vqtok.store.layout import DTYPE_NAMES, STORE_FILE, StoreMeta, ids_dtype
 from vqtok.tokenizer import DEFAULT_CHUNK_FRAMES, Tokenizer, load
+
+LABEL_MODES = (None, "folder")  # --labels: none, or the ImageFolder layout (ROOT/CLASS/.../file)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class TokenizeOptions:
     chunk_frames: int = DEFAULT_CHUNK_FRAMES
     progress: bool = True
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger images and video frames (H * W) fail; None: no limit
+    labels: str | None = None  # "folder": record each item's class, the first folder under its SRC folder
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "shard_items", "num_nodes", "chunk_frames"):
@@ -56,6 +59,8 @@ class TokenizeOptions:
             raise InputError(f"max_frames must be at least 1, got {self.max_frames}")
         if self.dtype not in DTYPES:
             raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.labels not in LABEL_MODES:
+            raise InputError(f"labels must be one of {[m for m in LABEL_MODES if m]} or None, got {self.labels!r}")
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,8 @@ def store_meta(tokenizer: Tokenizer, options: TokenizeOptions) -> StoreMeta:
             "max_frames": options.max_frames,
             "dtype": options.dtype,
             "chunk_frames": options.chunk_frames if tokenizer.is_video else None,
+            # only when labelled, so stores made before labels existed keep matching
+            **({"labels": options.labels} if options.labels else {}),
         },
         vqtok_version=__version__,
     )
@@ -130,6 +137,7 @@ def tokenize_to_store(options: TokenizeOptions) -> Summary | None:
         ConfigError: the store was made by another model or with other preprocessing, or is in use.
     """
     store = Path(options.out)
+    roots = label_roots(options.sources) if options.labels == "folder" else None
     sources = expand_sources(options.sources, exclude=store)
     tokenizer = load(
         options.model,
@@ -161,6 +169,7 @@ def tokenize_to_store(options: TokenizeOptions) -> Summary | None:
         retry_failed=options.retry_failed,
         max_frames=options.max_frames,
         max_pixels=options.max_pixels,
+        label_roots=roots,
     )
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available: ..." chatter
     trainer = L.Trainer(

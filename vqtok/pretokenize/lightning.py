@@ -173,6 +173,7 @@ class InputDataModule(L.LightningDataModule):
         retry_failed: bool,
         max_frames: int | None,
         max_pixels: int | None,
+        label_roots: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.prepare_data_per_node = False  # one plan for all nodes: the store is on a shared file system
@@ -180,6 +181,7 @@ class InputDataModule(L.LightningDataModule):
         self.store, self.sources, self.meta, self.resolution = store, sources, meta, resolution
         self.unit_items, self.batch_size, self.num_workers = unit_items, batch_size, num_workers
         self.retry_failed, self.max_frames, self.max_pixels = retry_failed, max_frames, max_pixels
+        self.label_roots = label_roots  # --labels folder: the source folders whose subfolders name the classes
         self.plan: Plan | None = None  # rank 0 only
         self.units: list[Unit] = []  # this rank's units
         self._lock: int | None = None
@@ -202,7 +204,13 @@ class InputDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         entries = [Entry(u.name, s) for u in self.units for s in u.sources]
         reader = InputReader(
-            entries, self.meta.video, self.resolution, self.max_frames, video_suffixes(), self.max_pixels
+            entries,
+            self.meta.video,
+            self.resolution,
+            self.max_frames,
+            video_suffixes(),
+            self.max_pixels,
+            label_roots=self.label_roots,
         )
         return DataLoader(
             reader,

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vqtok.errors import ConfigError, FileFormatError
@@ -180,6 +180,11 @@ def merge(store: Path) -> None:
             else:
                 errors[r.source] = r  # a later unit's failure replaces an earlier one
     write_jsonl_atomic(store / MANIFEST_FILE, [records[s].to_json() for s in sorted(records)])
+    meta = StoreMeta.load(store)
+    if meta.labelled:  # the class names of the stored items (a store extended with new classes gains them)
+        classes = sorted({r.label for r in records.values() if r.label is not None})
+        if classes != meta.classes:
+            replace(meta, classes=classes).save(store)
     write_jsonl_atomic(store / ERRORS_FILE, [vars(errors[s]) for s in sorted(errors) if s not in records])
     referenced = {r.shard for r in records.values()}
     for path in (store / SHARDS_DIR).glob("*.safetensors"):

@@ -66,3 +66,34 @@ def _read_list(path: Path) -> list[str]:
     return [
         os.path.abspath(base / line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#")
     ]
+
+
+def folder_label(source: str, roots: Iterable[str]) -> str | None:
+    """The class of ``source`` in the ImageFolder layout: the first folder below the root it lies under
+    (``ROOT/CLASS/.../file`` -> ``CLASS``); None when it lies directly in a root or under none of them.
+
+    ``roots`` are absolute paths of the source folders; the deepest root that contains ``source`` counts.
+    """
+    for root in sorted(roots, key=len, reverse=True):
+        inside = os.path.join(root, "")
+        if source.startswith(inside):
+            parts = source[len(inside) :].split(os.sep)
+            return parts[0] if len(parts) >= 2 else None
+    return None
+
+
+def label_roots(specs: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """The absolute paths of the source folders, for ``--labels folder``.
+
+    Raises:
+        InputError: a SRC that is not a directory (a class can only be read from a folder layout).
+    """
+    roots = []
+    for spec in specs:
+        if not Path(spec).is_dir():
+            raise InputError(
+                f"--labels folder reads each item's class from its folder (ROOT/CLASS/image.png), so every SRC must "
+                f"be a folder; {str(spec)!r} is not"
+            )
+        roots.append(os.path.abspath(spec))
+    return roots

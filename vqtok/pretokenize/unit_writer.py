@@ -46,7 +46,8 @@ class UnitWriter:
         return len(self.records) == self.expected
 
     def add(self, result: dict[str, Any]) -> None:
-        """One input's result: {"source", "error"} or {"source", "sha256", "size", "input_size", "fps", "ids"}."""
+        """One input's result: {"source", "error"} or {"source", "sha256", "size", "input_size", "fps", "ids"}
+        (plus "label", the class name, in a labelled store)."""
         if "error" in result:
             self.records.append(ErrorRecord(source=result["source"], error=result["error"]))
             return
@@ -60,6 +61,7 @@ class UnitWriter:
             shard=f"{SHARDS_DIR}/{self._shard_name(self._shards)}",
             offset=self._buffered,
             fps=result["fps"],
+            label=result.get("label"),
         )
         self.records.append(record)
         self._buffer.append(ids.flatten().to(self.dtype))

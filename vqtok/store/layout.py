@@ -60,9 +60,15 @@ class StoreMeta:
     preprocess: dict = field(default_factory=dict)  # the resolution policy (resize, crop, max_frames)
     vqtok_version: str = ""  # the version that created the store
     format: str = FORMAT
+    # labelled stores (vqtok tokenize --labels folder): the sorted class names; an item's label indexes this list.
+    # None for an unlabelled store (the key is then left out of store.json, as before labels existed).
+    classes: list[str] | None = None
 
     def save(self, store: Path) -> None:
-        write_json_atomic(store / STORE_FILE, asdict(self))
+        d = asdict(self)
+        if self.classes is None:
+            del d["classes"]
+        write_json_atomic(store / STORE_FILE, d)
 
     @classmethod
     def load(cls, store: Path) -> StoreMeta:
@@ -78,7 +84,16 @@ class StoreMeta:
             raise FileFormatError(f"{path} has unexpected fields: {e}") from None
         if not (type(meta.num_codes) is int and meta.num_codes >= 1 and isinstance(meta.model_fingerprint, str)):
             raise FileFormatError(f"{path}: num_codes must be a positive int and model_fingerprint a string")
+        if meta.classes is not None and not (
+            isinstance(meta.classes, list) and all(isinstance(c, str) for c in meta.classes)
+        ):
+            raise FileFormatError(f"{path}: classes must be a list of class names")
         return meta
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the items carry a class (the store was made with ``--labels``)."""
+        return isinstance(self.preprocess, dict) and bool(self.preprocess.get("labels"))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -100,6 +115,7 @@ class ItemRecord:
     shard: str  # shard file, relative to the store
     offset: int  # index of the grid's first id in the shard's flat tensor; the grid is row-major
     fps: float | None = None  # videos: the file's frame rate
+    label: str | None = None  # labelled stores: the item's class name (its first folder under the source root)
 
     @property
     def length(self) -> int:
@@ -108,8 +124,9 @@ class ItemRecord:
 
     def to_json(self) -> dict:
         d = asdict(self)
-        if self.fps is None:
-            del d["fps"]
+        for key in ("fps", "label"):
+            if d[key] is None:
+                del d[key]
         return d
 
     @classmethod
@@ -124,6 +141,7 @@ class ItemRecord:
             for v in (record.size, record.input_size, record.grid)
         )
         ok = ok and record.offset >= 0 and len(record.grid) in (2, 3)
+        ok = ok and (record.label is None or (isinstance(record.label, str) and record.label != ""))
         ok = ok and len(record.size) == len(record.input_size) == len(record.grid)  # [H, W] or [T, H, W] each
         if not ok:
             raise FileFormatError(f"{where}: malformed manifest record for {record.source!r}")

@@ -29,6 +29,7 @@ class StoreItem:
     size: tuple[int, ...]  # the file's (H, W) or (T, H, W)
     input_size: tuple[int, ...]  # the size that was encoded (after resizing/cropping): decode(ids, size=input_size)
     fps: float | None = None  # videos: the file's frame rate
+    label: int | None = None  # labelled stores: the item's class, an index into TokenStore.classes
 
 
 class TokenStore:
@@ -39,6 +40,7 @@ class TokenStore:
     >>> item = store[0]                       # StoreItem; item.ids is int64 (h, w) or (t, h, w)
     >>> item = store["/data/cats/001.jpg"]    # by source path (relative paths are taken from the cwd)
     >>> for item in store: ...                # manifest order: sorted by source
+    >>> store.classes, item.label             # labelled stores (tokenize --labels folder): ["cat", "dog"], 0
 
     Only the ids asked for are read (shards are memory-mapped), so a store larger than memory is fine. Safe to use
     from DataLoader worker processes (each opens its own shard handles).
@@ -59,6 +61,7 @@ class TokenStore:
             )
         self.records = [ItemRecord.from_json(d, f"{manifest}:{n}") for n, d in read_jsonl(manifest)]
         self._index = {r.source: i for i, r in enumerate(self.records)}
+        self._labels = self._read_labels(manifest)
         self._shards: OrderedDict[str, object] = OrderedDict()
         self._pid = os.getpid()
 
@@ -77,7 +80,8 @@ class TokenStore:
         if not -len(self) <= i < len(self):
             raise IndexError(f"item {i} out of range for a store of {len(self)} items")
         record = self.records[i]
-        return StoreItem(self.ids(i), record.source, tuple(record.size), tuple(record.input_size), record.fps)
+        ids = self.ids(i)
+        return StoreItem(ids, record.source, tuple(record.size), tuple(record.input_size), record.fps, self.label(i))
 
     def __iter__(self) -> Iterator[StoreItem]:
         for i in range(len(self)):
@@ -85,6 +89,30 @@ class TokenStore:
 
     def __contains__(self, source: object) -> bool:
         return isinstance(source, (str, os.PathLike)) and os.path.abspath(source) in self._index
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The class names of a labelled store (sorted; ``label`` indexes them), or None for an unlabelled one."""
+        return list(self.meta.classes) if self._labels is not None and self.meta.classes is not None else None
+
+    def label(self, i: int) -> int | None:
+        """Item ``i``'s class (an index into :attr:`classes`) without reading its ids; None in an unlabelled store."""
+        return None if self._labels is None else self._labels[i]
+
+    def _read_labels(self, manifest: Path) -> list[int] | None:
+        if not self.meta.labelled:
+            return None
+        classes = self.meta.classes or []
+        index = {name: k for k, name in enumerate(classes)}
+        labels = []
+        for r in self.records:
+            if r.label not in index:
+                raise FileFormatError(
+                    f"{manifest}: {r.source!r} has class {r.label!r}, which is not among the store's classes "
+                    f"{classes} in store.json"
+                )
+            labels.append(index[r.label])
+        return labels
 
     def index_of(self, source: str | os.PathLike[str]) -> int:
         """The index of the item made from ``source`` (compared as absolute paths)."""

@@ -115,11 +115,16 @@ class TokenizerTraining(L.LightningModule):
         self._last_parts: dict[str, Tensor] = {}  # the last readable pixels of each kind, by metric prefix
         self.failed_images = 0  # unreadable files met by this rank in the current epoch
 
-    def setup(self, stage: str) -> None:
-        """Start from ``init_from`` when a run starts fresh (not when it resumes from a checkpoint, which Lightning
-        loads after this hook)."""
-        if stage == "fit" and self.hparams.init_from and self.trainer.ckpt_path is None:
-            _initialise(self.model, self.hparams.init_from)
+    def on_fit_start(self) -> None:
+        """Start from ``init_from`` when a run starts fresh; a resumed run (``trainer.ckpt_path`` set, its weights
+        already restored) never reads the export again."""
+        if self.hparams.init_from and self.trainer.ckpt_path is None:
+            self.load_init_from()
+
+    def load_init_from(self) -> None:
+        """Load the weights of the export ``init_from`` into the model (inflating an image export for a video
+        tokenizer), as a fresh ``vqtok fit`` does before its first step."""
+        _initialise(self.model, self.hparams.init_from)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, C, [T,] H, W) in [-1, 1] -> reconstruction of the same shape."""
@@ -253,7 +258,9 @@ class TokenizerTraining(L.LightningModule):
             metrics[f"train/{name}psnr"] = psnr(x_rec.detach().float().clamp(-1, 1), x.float()).mean()
             metrics[f"codebook/{name}usage_batch"] = q.usage
             metrics[f"codebook/{name}perplexity_batch"] = q.perplexity
-        metrics["codebook/dead_codes"] = outputs[-1][3].num_dead
+            if name:  # a video tokenizer's image part: its own count besides the step's total
+                metrics[f"codebook/{name}dead_codes"] = q.num_dead
+        metrics["codebook/dead_codes"] = sum(q.num_dead for *_, q in outputs)  # every part's restarts
         self.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False)
         every = self.hparams.image_log_every_n_steps
         if every > 0 and (int(self.batches_seen) - 1) % every == 0 and self.trainer.is_global_zero:
