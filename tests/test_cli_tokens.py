@@ -210,3 +210,28 @@ def test_max_pixels_flag_of_encode_and_decode(tmp_path, capsys):
 
     with pytest.raises(SystemExit):
         main(["encode", str(paths[0]), "--model", "tiny", "--out", str(out), "--max-pixels", "-1"])
+
+
+def test_tiled_and_chunked_work_reports_progress_per_model_call(tmp_path):
+    calls: list[int] = []
+    tok = vqtok.load("tiny", tile_size=64, progress=calls.append)
+    ids = tok.encode(torch.rand(1, 3, 100, 150) * 2 - 1)  # 2 x 3 tiles of 64 px
+    assert len(calls) == 6 and all(n == 64 * 64 for n in calls)
+    calls.clear()
+    tok.decode(ids)
+    assert len(calls) == 6
+    video = vqtok.load("video_tiny", chunk_frames=4, progress=calls.append)
+    calls.clear()
+    video.encode(torch.rand(1, 3, 9, 32, 32) * 2 - 1)  # chunks of 1 + 4, then 4 frames
+    assert calls == [5 * 32 * 32, 4 * 32 * 32]
+
+
+def test_encode_and_decode_take_a_tile_size(export_dir, tmp_path, capsys):
+    image = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 120, 3), dtype=np.uint8)).save(image)
+    tokens = tmp_path / "tokens.safetensors"
+    assert main(["encode", str(image), "--model", "tiny", "--out", str(tokens), "--tile-size", "64"]) == 0
+    _, items = load_tokens(tokens)
+    assert torch.equal(items[0].ids, vqtok.load("tiny", tile_size=64).encode(image)[0])
+    assert main(["decode", str(tokens), "--out", str(tmp_path / "out"), "--tile-size", "64", "--no-progress"]) == 0
+    assert Image.open(tmp_path / "out" / next(p.name for p in (tmp_path / "out").iterdir())).size == (120, 80)

@@ -56,6 +56,7 @@ class Tokenizer:
         tile_size: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         fingerprints: tuple[str, ...] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         r, f = model.config.temporal_downsample, model.config.downsample
         if not isinstance(chunk_frames, int) or chunk_frames < 1 or chunk_frames % r:
@@ -77,6 +78,7 @@ class Tokenizer:
         self.max_pixels = max_pixels
         # From the export's files (see vqtok.export.export_fingerprints); else from the model's float32 weights.
         self._fingerprints = fingerprints
+        self.progress = progress  # called with the pixels (B * T * H * W) of each model call: a batch, tile or chunk
 
     @property
     def config(self) -> TokenizerConfig:
@@ -183,8 +185,15 @@ class Tokenizer:
     def _encode_images(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) in this tokenizer's dtype, H and W multiples of f -> ids (B, H/f, W/f)."""
         if self.is_video:
-            return self.model.encode(x[:, :, None]).ids[:, 0]  # an image is a 1-frame video
-        return self.model.encode(x).ids
+            return self._encode(x[:, :, None])[:, 0]  # an image is a 1-frame video
+        return self._encode(x)
+
+    def _encode(self, x: Tensor) -> Tensor:
+        """One model call: (B, 3, [T,] H, W) -> ids (B, [t,] h, w), reported to :attr:`progress`."""
+        ids = self.model.encode(x).ids
+        if self.progress is not None:
+            self.progress(x[:, 0].numel())
+        return ids
 
     def _decode_images(self, ids: Tensor) -> Tensor:
         """ids (B, h, w) on this tokenizer's device -> unclamped float32 (B, 3, h*f, w*f)."""
@@ -193,8 +202,11 @@ class Tokenizer:
         return self._decode_ids(ids)
 
     def _decode_ids(self, ids: Tensor) -> Tensor:
-        """ids (B, [t,] h, w) on this tokenizer's device -> unclamped float32 (B, 3, [T,] h*f, w*f)."""
-        return self.model.decode_ids(ids).float()
+        """One model call: ids (B, [t,] h, w) on this tokenizer's device -> unclamped float32 (B, 3, [T,] H, W)."""
+        y = self.model.decode_ids(ids).float()
+        if self.progress is not None:
+            self.progress(y[:, 0].numel())
+        return y
 
     def _tiles(self, size: tuple[int, int]) -> tuple[int, int] | None:
         """(tile side, overlap) in latents when an image of ``size`` (H, W) pixels is processed in tiles."""
@@ -236,9 +248,9 @@ class Tokenizer:
                 chunk = _pad_to_multiple(chunk.to(self.device), self.downsample).to(self.dtype)
                 tiles = self._tiles(chunk.shape[-2:])
                 if tiles is None:
-                    ids.append(self.model.encode(chunk).ids)  # (B, l, h, w)
+                    ids.append(self._encode(chunk))  # (B, l, h, w)
                 else:
-                    encode_tile = _per_tile(streams, lambda tile: self.model.encode(tile).ids)
+                    encode_tile = _per_tile(streams, self._encode)
                     ids.append(encode_tiled(encode_tile, chunk, self.downsample, *tiles))
         return torch.cat(ids, dim=1)
 
@@ -375,6 +387,7 @@ def load(
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     tile_size: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    progress: Callable[[int], None] | None = None,
 ) -> Tokenizer:
     """Load an exported tokenizer (a directory written by ``vqtok export``, or a short name).
 
@@ -392,6 +405,8 @@ def load(
         max_pixels: the largest image or video frame (H * W) encoded or decoded, 8192 x 8192 by default;
             larger ones are refused with a clear error before any pixel is decoded (image files are checked from
             their header, so decompression bombs cost nothing). ``None`` lifts the limit.
+        progress: called after every model call (a batch, an image tile, a video chunk or a chunk's tile) with
+            the pixels it covered (B * T * H * W, tiles with their overlap), e.g. a progress bar's ``update``.
     """
     if dtype not in DTYPES.values():
         raise InputError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
@@ -411,4 +426,4 @@ def load(
             module.to(dtype)
     if not model.config.video:
         model.to(memory_format=torch.channels_last)  # NHWC convolutions are faster in oneDNN and cuDNN
-    return Tokenizer(model, device, dtype, chunk_frames, tile_size, max_pixels, fingerprints)
+    return Tokenizer(model, device, dtype, chunk_frames, tile_size, max_pixels, fingerprints, progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import vqtok
@@ -18,6 +19,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     enc.add_argument("--out", required=True, help="token file to write, e.g. tokens.safetensors")
     enc.add_argument("--device", default="cpu")
     add_max_pixels(enc)
+    add_tiles_and_progress(enc)
     enc.set_defaults(func=encode_command)
     dec = sub.add_parser("decode", help="decode a token file back to PNG images and MP4 videos")
     dec.add_argument("tokens", help="a token file written by vqtok encode")
@@ -27,11 +29,40 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     dec.add_argument("--out", required=True, help="directory for the images and videos")
     dec.add_argument("--device", default="cpu")
     add_max_pixels(dec)
+    add_tiles_and_progress(dec)
     dec.set_defaults(func=decode_command)
 
 
+def add_tiles_and_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="images and video frames with a side above N pixels go through the model in N-pixel tiles: bounded "
+        "memory and a progress bar that moves per tile (ids differ slightly from one pass; default: one pass)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (it shows on a terminal only)")
+
+
+def progress_bar(args: argparse.Namespace, what: str) -> Callable[[int], None] | None:
+    """A tqdm bar of pixels through the model, on stderr when it is a terminal; its ``update``, or None."""
+    if args.no_progress:
+        return None
+    from tqdm import tqdm  # installed with the train extra; without it there is no bar
+
+    bar = tqdm(desc=what, unit="px", unit_scale=True, disable=None, leave=False)
+    return bar.update
+
+
 def encode_command(args: argparse.Namespace) -> int:
-    tok = vqtok.load(args.model, device=args.device, max_pixels=args.max_pixels)
+    tok = vqtok.load(
+        args.model,
+        device=args.device,
+        max_pixels=args.max_pixels,
+        tile_size=args.tile_size,
+        progress=progress_bar(args, "encode"),
+    )
     items = [_encode_file(tok, path) for path in args.inputs]
     save_tokens(args.out, items, tok.config.name, tok.fingerprint, tok.codebook_size)
     print(f"wrote {len(items)} token grid(s) to {args.out}")
@@ -54,12 +85,13 @@ def _encode_file(tok: vqtok.Tokenizer, path: str) -> TokenItem:
 
 
 def decode_command(args: argparse.Namespace) -> int:
+    options = dict(device=args.device, max_pixels=args.max_pixels, tile_size=args.tile_size)
     if args.model is None:  # the model the file records, found by name and checked by fingerprint
         meta, items = load_tokens(args.tokens)
         model = recorded_model(meta.get("model"), meta.get("model_fingerprint"), args.tokens, "decode")
-        tok = vqtok.load(model, device=args.device, max_pixels=args.max_pixels)
+        tok = vqtok.load(model, **options, progress=progress_bar(args, "decode"))
     else:
-        tok = vqtok.load(args.model, device=args.device, max_pixels=args.max_pixels)
+        tok = vqtok.load(args.model, **options, progress=progress_bar(args, "decode"))
         _, items = load_tokens(args.tokens, fingerprint=tok.fingerprints)
     items = ((i, it.source, it.ids, it.size, it.fps) for i, it in enumerate(items))
     write_decoded(tok, items, Path(args.out), where=args.tokens)

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from vqtok.errors import ConfigError
 from vqtok.io.images import list_images
 from vqtok.training.data.folder import ImageFolder, collate_images, split_files
+from vqtok.training.data.photos import MixedImages, PhotoCrops
 from vqtok.training.data.procedural import ProceduralImages
 from vqtok.training.data.sampling import KeyedSampler
 
@@ -97,6 +98,10 @@ class ImageDataModule(SplitDataModule):
     With ``root`` set, images come from that directory (recursively); a deterministic ``val_fraction`` of the
     files (at least one) is held out for validation. With ``root=None``, images are procedural dead-leaves
     renderings (:class:`~vqtok.training.data.procedural.ProceduralImages`), so training needs no data set.
+    With ``root=None`` and ``photos`` set, a ``real_fraction`` of each epoch's items are random views of the photos
+    under ``photos`` (random scale, position and flip, colour jitter: :class:`~vqtok.training.data.photos.
+    PhotoCrops`) and the rest procedural images (:class:`~vqtok.training.data.photos.MixedImages`); validation is
+    the procedural validation images followed by centre crops of a held-back ``val_fraction`` of the photos.
 
     Every loader yields ``{"images": Tensor[B, 3, S, S] float32 in [-1, 1], "num_failed": int}`` (see
     :func:`~vqtok.training.data.folder.collate_images`; unreadable files are dropped and counted).
@@ -115,10 +120,16 @@ class ImageDataModule(SplitDataModule):
             torch's global seed, so a resumed run repeats them exactly).
         train_samples: length of one procedural training epoch.
         val_samples: number of procedural validation images.
-        val_fraction: share of the files in ``root`` held out for validation.
+        val_fraction: share of the files in ``root`` (or ``photos``) held out for validation.
+        photos: directory of real photos mixed with procedural images (e.g. ``data/training/pool``, written by
+            ``python -m tools.fetch_training_data``); checked when the data are set up, so a recipe that names
+            it parses before the fetch.
+        real_fraction: share of each training epoch's items that are real photo views (with ``photos``).
+        colour_jitter: half-width of the brightness, contrast and saturation factors of the photo views.
 
     Raises:
-        ConfigError: an argument is out of range, or ``root`` is not an existing directory.
+        ConfigError: an argument is out of range, ``root`` is not an existing directory, or both ``root`` and
+            ``photos`` are set.
     """
 
     collate = staticmethod(collate_images)
@@ -133,10 +144,17 @@ class ImageDataModule(SplitDataModule):
         train_samples: int = 100_000,
         val_samples: int = 64,
         val_fraction: float = 0.01,
+        photos: str | None = None,
+        real_fraction: float = 0.5,
+        colour_jitter: float = 0.1,
     ) -> None:
         super().__init__(batch_size, num_workers, seed)
         _check_arguments(root, image_size, batch_size, num_workers, seed, train_samples, val_samples, val_fraction)
+        _check_photo_arguments(root, photos, real_fraction, colour_jitter)
         self.save_hyperparameters()
+        self.photos = photos
+        self.real_fraction = real_fraction
+        self.colour_jitter = colour_jitter
         self.root = root
         self.image_size = image_size
         self.train_samples = train_samples
@@ -151,6 +169,9 @@ class ImageDataModule(SplitDataModule):
         """
         if self.train_set is not None:
             return
+        if self.root is None and self.photos is not None:
+            self._setup_mixed()
+            return
         if self.root is None:
             self.train_set = ProceduralImages(self.train_samples, self.image_size, self.seed, _TRAIN_STREAM)
             self.val_set = ProceduralImages(self.val_samples, self.image_size, self.seed, _VAL_STREAM)
@@ -160,22 +181,62 @@ class ImageDataModule(SplitDataModule):
         self.val_set = ImageFolder(self.root, self.image_size, train=False, files=val_files)
         logger.info("data.root %s: %d training and %d validation images", self.root, len(train_files), len(val_files))
 
-    def _split(self) -> tuple[list[Path], list[Path]]:
-        """List ``root`` and split it into training and validation files."""
-        assert self.root is not None
-        files = list_images(self.root)
+    def _setup_mixed(self) -> None:
+        """Real photo views mixed with procedural images; validation: procedural, then held-back photos."""
+        assert self.photos is not None
+        if not Path(self.photos).is_dir():
+            raise ConfigError(
+                f"data.photos {self.photos!r} is not a directory: fetch the training photos with "
+                "`python -m tools.fetch_training_data` (they go to data/training/pool), or unset data.photos"
+            )
+        train_files, val_files = self._split(self.photos, "photos", check_batch=False)
+        photos = PhotoCrops(train_files, self.image_size, self.colour_jitter)
+        self.train_set = MixedImages(
+            photos, self.train_samples, self.image_size, self.real_fraction, self.seed, _TRAIN_STREAM
+        )
+        self.val_set = ConcatDataset(
+            [
+                ProceduralImages(self.val_samples, self.image_size, self.seed, _VAL_STREAM),
+                PhotoCrops(val_files, self.image_size, jitter=0.0),
+            ]
+        )
+        logger.info(
+            "data.photos %s: %d training and %d validation photos, %.0f%% of training items real",
+            self.photos, len(train_files), len(val_files), 100 * self.real_fraction,
+        )
+
+    def _split(
+        self, root: str | None = None, option: str = "root", check_batch: bool = True
+    ) -> tuple[list[Path], list[Path]]:
+        """List ``root`` (``data.root`` by default) and split it into training and validation files."""
+        root = self.root if root is None else root
+        assert root is not None
+        files = list_images(root)
         if len(files) < 2:
             raise ConfigError(
-                f"data.root {self.root!r} holds {len(files)} image(s); at least 2 are needed (one for training, "
-                "one for validation). Add images, or leave data.root unset to train on procedural images."
+                f"data.{option} {root!r} holds {len(files)} image(s); at least 2 are needed (one for training, "
+                f"one for validation). Add images, or leave data.{option} unset to train on procedural images."
             )
         train_files, val_files = split_files(files, self.val_fraction, self.seed)
-        if len(train_files) < self.batch_size:
+        if check_batch and len(train_files) < self.batch_size:
             raise ConfigError(
                 f"data.root {self.root!r} has {len(train_files)} training images, fewer than data.batch_size "
                 f"({self.batch_size}), so no full training batch can be formed: lower data.batch_size"
             )
         return train_files, val_files
+
+
+def _check_photo_arguments(root: str | None, photos: str | None, real_fraction: float, jitter: float) -> None:
+    """Raise ConfigError naming the photo-mixing ``data.*`` option that is out of range."""
+    if root is not None and photos is not None:
+        raise ConfigError(
+            "data.root and data.photos are both set: data.photos mixes real photos with procedural images, "
+            "data.root trains on a folder alone; set one of them"
+        )
+    if not 0.0 <= real_fraction <= 1.0:
+        raise ConfigError(f"data.real_fraction must be in [0, 1], got {real_fraction}")
+    if not 0.0 <= jitter < 1.0:
+        raise ConfigError(f"data.colour_jitter must be in [0, 1), got {jitter}")
 
 
 def _check_arguments(

@@ -1,0 +1,1 @@
+"""Maintenance scripts run from a source checkout (``python -m tools.NAME``); not part of the installed package."""
