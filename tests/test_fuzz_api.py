@@ -36,14 +36,6 @@ def report_counts():
         print(f"\nfuzzed {category}: {ok + refused} inputs, {ok} accepted, {refused} refused with a VqtokError")
 
 
-@pytest.fixture(scope="module")
-def image_tok() -> vqtok.Tokenizer:
-    return vqtok.load("tiny")  # f8, 512 codes
-
-
-@pytest.fixture(scope="module")
-def video_tok() -> vqtok.Tokenizer:
-    return vqtok.load("video_tiny")  # 4x8x8, 512 codes
 
 
 def outcome(category: str, valid: bool, call, check=None) -> None:  # noqa: ANN001 - callables

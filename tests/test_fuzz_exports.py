@@ -76,6 +76,8 @@ BAD_DTYPES: list[object] = ["F31", "float32", "f32", "", " F32", 32, None, ["F32
 HOSTILE_VALUES: list[object] = [None, True, "32", 1.5, -1, 0, 2**40, 2**64, 10**400, [], {}, math.nan, math.inf]
 HUGE_INT = "1" * 5000  # more digits than Python converts from text (ValueError, not a JSONDecodeError)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def fuzz_settings(examples: int) -> settings:
     return settings(
@@ -144,13 +146,6 @@ def attempt(
     return Outcome(True, result)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Thousands of tiny loads: on a busy machine torch's thread pool costs more than it gives (10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", autouse=True)

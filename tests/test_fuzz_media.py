@@ -63,7 +63,10 @@ CUT_POINTS = 30  # truncation points per file, besides 0 and 1 byte
 FLIP_SETS = 30  # seeded sets of 1-4 bit flips per file
 
 # Pillow warns about the corrupt metadata of fuzzed TIFF files; the oracle is about what read_image does.
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 TALLY: dict[str, Counter] = {}  # category -> Counter(tried=, decoded=, refused=), printed at the end of the module
 
@@ -144,23 +147,8 @@ def summary() -> Iterator[None]:
         print(f"fuzz {category}: {c['tried']} tried, {c['decoded']} decoded, {c['refused']} refused (FileFormatError)")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """The tiny models run 10-20x slower on two threads than on one when the 2 shared cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def image_tok() -> vqtok.Tokenizer:
-    return vqtok.load("tiny")
-
-
-@pytest.fixture(scope="module")
-def video_tok() -> vqtok.Tokenizer:
-    return vqtok.load("video_tiny")
 
 
 def check_image(sweep: Sweep, path: Path, tok: vqtok.Tokenizer) -> object:

@@ -48,3 +48,17 @@ def test_only_loopback_is_served():
         with pytest.raises(SystemExit, match="loopback only"):
             load.loopback_host(host)
     assert load.loopback_host("localhost") == "127.0.0.1" and load.loopback_host("::1") == "::1"
+
+
+def test_memory_flatness_tells_a_late_plateau_from_a_leak():
+    warmup, end = 15.0, 60.0
+
+    def run(rss) -> dict:
+        return load.memory_figures([(float(t), rss(t)) for t in range(61)], 0.0, warmup, end)
+
+    # A busy machine: the server reaches its plateau 10 s into the measured time, 150 MB above the end of warm-up.
+    assert run(lambda t: 800 + 150 * min(max(t - 15, 0), 10) / 10 + 5 * (t % 3))["flat"]
+    assert not run(lambda t: 800 + 6.0 * t)["flat"]  # a leak of 360 MB/min: peaks at 37 s and 60 s, +138 MB
+    assert not run(lambda t: 800 + (200 if t > 50 else 0))["flat"]  # a late jump that stays
+    figures = run(lambda t: 800 + 6.0 * t)
+    assert figures["growth_mb"] == figures["second_window_peak_mb"] - figures["first_window_peak_mb"] == 138.0
