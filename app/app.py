@@ -11,13 +11,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.decode_tab import build_decode_tab
-from app.image_tab import build_image_tab
-from app.limits import Limits
-from app.models import ModelRegistry
-from app.video_tab import build_video_tab
-from app.workspace import Workspace
 from vqtok.allocator import share_one_arena
+
+from .decode_tab import build_decode_tab
+from .image_tab import build_image_tab
+from .limits import Limits
+from .models import ModelRegistry
+from .video_tab import build_video_tab
+from .workspace import Workspace
 
 DEFAULT_LIMITS = Limits()
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"

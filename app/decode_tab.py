@@ -12,14 +12,15 @@ from pathlib import Path
 import gradio as gr
 
 import vqtok
-from app.limits import Limits
-from app.models import ModelRegistry
-from app.uploads import plain, safe_stem, user_error
-from app.workspace import Workspace, as_outputs
-from vqtok.errors import VqtokError
+from vqtok import VqtokError
 from vqtok.inputs import to_uint8
 from vqtok.io.images import save_image
 from vqtok.token_file import TokenItem, load_tokens
+
+from .limits import Limits
+from .models import ModelRegistry
+from .uploads import plain, safe_stem, user_error
+from .workspace import Workspace, as_outputs
 
 
 @dataclass(frozen=True)

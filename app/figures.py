@@ -77,4 +77,4 @@ def figures_markdown(figures: dict) -> str:
             text = fmt.format(value)
         lines.append(f"| {label} | {text} |")
     notes = [f"- {note}" for note in figures.get("notes", [])]
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(lines + (["", *notes] if notes else []))

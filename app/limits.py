@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vqtok.errors import ConfigError
+from vqtok import ConfigError
 
 
 @dataclass(frozen=True)

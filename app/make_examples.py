@@ -1,17 +1,18 @@
 """Write the app's example files (app/examples/): procedural images and a procedural clip, made by vqtok's own
-training-data generators, so the app ships examples without any outside data. Run from the checkout (needs the
-``train`` and ``video`` extras): ``python -m app.make_examples``. The files are committed; the app only reads them.
+synthetic data source (:mod:`vqtok.synthetic`), so the app ships examples without any outside data. Run from the
+checkout (needs the ``app`` and ``video`` extras, not Lightning): ``python -m app.make_examples``. The files are
+committed; the app only reads them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from app.app import EXAMPLES_DIR
 from vqtok.io.images import save_image
 from vqtok.io.video import write_video
-from vqtok.training.data.procedural import render_dead_leaves
-from vqtok.training.data.procedural_video import procedural_video_frames
+from vqtok.synthetic import procedural_video_frames, render_dead_leaves
+
+from .app import EXAMPLES_DIR
 
 
 def main() -> None:

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import vqtok
-from vqtok.errors import ConfigError, ExportError
-from vqtok.export import export_fingerprints, resolve_export
+from vqtok import ConfigError, ExportError, export_fingerprints, resolve_export
 
 log = logging.getLogger(__name__)
 

@@ -11,15 +11,16 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from app.drawing import token_grid_image, usage_histogram
-from app.figures import figures_markdown, quality, token_figures
-from app.limits import Limits
-from app.models import ModelRegistry
-from app.uploads import downscale, safe_stem, user_error
-from app.workspace import Workspace, as_outputs
-from vqtok.errors import VqtokError
+from vqtok import VqtokError
 from vqtok.inputs import to_uint8
 from vqtok.token_file import TokenItem, save_tokens
+
+from .drawing import token_grid_image, usage_histogram
+from .figures import figures_markdown, quality, token_figures
+from .limits import Limits
+from .models import ModelRegistry
+from .uploads import downscale, safe_stem, user_error
+from .workspace import Workspace, as_outputs
 
 
 @dataclass(frozen=True)

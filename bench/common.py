@@ -3,6 +3,7 @@ measured in a fresh child process, the machine's dense FLOP/s, and markdown tabl
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -25,10 +26,8 @@ MEMORY_FRACTION = 0.75  # of the machine's RAM: the most a child process may all
 def machine() -> dict[str, Any]:
     """CPU, GPU, threads, versions and the load average now."""
     cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as f:
+        cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     return {
         "cpu": cpu,
         "cpus": os.cpu_count(),

@@ -12,14 +12,16 @@ uncaught exception in the app), a timeout, a valid request refused, an invalid o
 the queue is full waits about ``--backoff`` seconds before its next request. The server's resident memory (its
 process tree, from /proc) is sampled every second; the time after warm-up (the first ``--warmup`` of the run) is
 split into two windows, and the second window's peak must exceed the first's by less than min(100 MB, 10%): a
-server still reaching its plateau in the first window passes however busy the machine, a leak does not. Prints requests/s, latency percentiles and outcomes per kind and PASS/FAIL lines;
-exits 1 when a request failed, the server crashed or stopped uncleanly, or memory grew. Not a unit test
+server still reaching its plateau in the first window passes however busy the machine, a leak does not. Prints
+requests/s, latency percentiles and outcomes per kind and PASS/FAIL lines; exits 1 when a request failed, the
+server crashed or stopped uncleanly, or memory grew. Not a unit test
 (tests/test_load.py runs it small): the figures depend on the machine and its load, which are printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import math
@@ -474,10 +476,8 @@ def send(client: Any, request: Request, path: Path, timeout: float, private: str
         answer = job.result(timeout=timeout)
     except Exception as e:  # noqa: BLE001 - every way a request can end is sorted in sort_error
         if isinstance(e, TimeoutError) and job is not None:
-            try:  # best effort: the server may be too busy to take the cancellation either
+            with contextlib.suppress(Exception):  # best effort: the server may be too busy to take the cancellation
                 job.cancel()
-            except Exception:  # noqa: BLE001
-                pass
         outcome, reason = sort_error(request, e, timeout, private)
     else:
         if not request.valid:
@@ -717,10 +717,8 @@ def report(result: dict[str, Any]) -> str:
     for name, c in [*s["kinds"].items(), ("all valid", s["valid"]), ("all invalid", s["invalid"]), ("all", s["all"])]:
         lat = c["latency_answered"]
         valid = "" if name.startswith("all") else ("valid" if name in VALID_MIX else "invalid")
-        rows.append(
-            [name, valid, c["sent"], c[ANSWERED], c["refused_queue_full"], c["refused_message"], c[FAILED]]
-            + [fmt(lat["p50_s"]), fmt(lat["p95_s"]), fmt(lat["max_s"])]
-        )
+        counts = [c["sent"], c[ANSWERED], c["refused_queue_full"], c["refused_message"], c[FAILED]]
+        rows.append([name, valid, *counts, fmt(lat["p50_s"]), fmt(lat["p95_s"]), fmt(lat["max_s"])])
     headers = ["kind", "", "sent", "answered", "refused: queue full", "refused: message", "failed"]
     headers += ["p50 s", "p95 s", "max s"]
     refused = s["all"]["latency_refused"]

@@ -16,7 +16,7 @@ import vqtok
 from bench.common import RESULTS, in_child, measure_peak, table
 from vqtok.inputs import image_batch
 from vqtok.metrics import psnr
-from vqtok.training.data.procedural import render_dead_leaves
+from vqtok.synthetic import render_dead_leaves
 
 
 def procedural_image(size: int, seed: int = 0) -> np.ndarray:

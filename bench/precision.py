@@ -12,7 +12,7 @@ import vqtok
 from bench.common import interleaved, table
 from vqtok.inputs import image_batch
 from vqtok.metrics import psnr
-from vqtok.training.data.procedural import render_dead_leaves
+from vqtok.synthetic import render_dead_leaves
 
 
 def run(model: str, device: torch.device, repeats: int, size: int = 256, batch: int = 16) -> tuple[str, list[dict]]:

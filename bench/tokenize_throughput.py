@@ -35,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def make_jpegs(count: int, size: int, seed: int = 0) -> Path:
     """Write (once) ``count`` procedural JPEGs of ``size`` x ``size`` and return their folder."""
-    from vqtok.training.data.procedural import render_dead_leaves
+    from vqtok.synthetic import render_dead_leaves
 
     folder = RESULTS / "jpegs" / f"dead_leaves_{size}_{count}_seed{seed}"
     if len(list(folder.glob("*.jpg"))) == count:

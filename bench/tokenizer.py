@@ -165,4 +165,4 @@ def run(model: str, device: torch.device, repeats: int, peak_conv: float) -> tup
         "process, the contenders timed in turns. FLOPs counted by torch's "
         "FlopCounterMode on vqtok's call.\n\n" + conv_line + table(headers, body)
     )
-    return text, rows + [{"conv_flops_per_s": conv}]
+    return text, [*rows, {"conv_flops_per_s": conv}]

@@ -27,7 +27,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def make_clip(seconds: float, fps: float, height: int, width: int, seed: int = 0) -> Path:
     """Write (once) a procedural clip of the given length and size to MP4 and return its path."""
     from vqtok.io.video import write_video
-    from vqtok.training.data.procedural_video import procedural_video_frames
+    from vqtok.synthetic import procedural_video_frames
 
     path = RESULTS / "clips" / f"procedural_{height}x{width}_{fps:g}fps_{seconds:g}s_seed{seed}.mp4"
     if not path.exists():

@@ -122,7 +122,7 @@ def test_reduced_precision_keeps_fp32_lookup(export_dir, tok):
 
 
 @pytest.mark.parametrize(
-    "bad, message",
+    ("bad", "message"),
     [
         (torch.zeros(3, 32, 32), "x[None]"),
         (torch.zeros(1, 5, 32, 32), "(B, 3, H, W)"),
@@ -157,7 +157,7 @@ def test_corrupt_or_missing_image_file(tok, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "ids, message",
+    ("ids", "message"),
     [
         (torch.full((1, 4, 4), 512), "[0, 512)"),
         (torch.full((1, 4, 4), -1), "[0, 512)"),

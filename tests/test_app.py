@@ -139,7 +139,7 @@ def test_video_round_trip_cut_downscaled_and_decoded_again(client, models_dir, t
     frames = random_frames(13, 24, 40, seed=5)  # 13 frames, 40x24: cut to 9, downscaled to 32x19
     upload = write_test_video(tmp_path / "clip.mp4", frames, fps=12.0)
     out = client.predict(handle_file(str(upload)), "video_tiny", api_name="/tokenize_video")
-    input_video, recon_video, plot, grid, histogram, table, fig, tokens = out
+    input_video, recon_video, plot, _grid, _histogram, _table, fig, tokens = out
 
     assert fig["input_size"] == [9, 19, 32] and fig["token_grid"] == [3, 3, 4] and fig["num_tokens"] == 36
     assert fig["fps"] == pytest.approx(12.0) and fig["compression_vs_file"] is None
@@ -162,7 +162,7 @@ def test_video_round_trip_cut_downscaled_and_decoded_again(client, models_dir, t
         assert (info.num_frames, info.width, info.height) == (9, 32, 20)  # H.264 needs even sizes: 19 -> 20
         assert info.codec == "h264" and info.fps == pytest.approx(12.0)
 
-    meta, items = load_tokens(tokens, fingerprint=tok.fingerprint)
+    _, items = load_tokens(tokens, fingerprint=tok.fingerprint)
     assert items[0].size == (9, 19, 32) and items[0].fps == pytest.approx(12.0)
     torch.testing.assert_close(items[0].ids, ids[0])
 

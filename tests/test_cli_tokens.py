@@ -128,7 +128,7 @@ def test_unwritable_outputs_are_clear_errors(export_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "ids, size, message",
+    ("ids", "size", "message"),
     [
         (torch.full((2, 2), 600), (16, 16), "ids must lie in [0, 512)"),
         (torch.zeros(2, 2), (17, 16), "size must be (H, W) ints within the decoded size (16, 16)"),

@@ -84,7 +84,7 @@ def logged(version_dir: Path, key: str = "train/loss") -> dict[int, float]:
     ("every", "workers", "resumed_at", "last_at"),
     [
         ("every_n_train_steps: 6", 0, 11, 23),  # mid-epoch 2, in the main process
-        (EVERY_EPOCH, 2, 12, 24),  # the end of epoch 2, with 2 DataLoader workers
+        pytest.param(EVERY_EPOCH, 2, 12, 24, marks=pytest.mark.slow),  # the end of epoch 2, with 2 DataLoader workers
     ],
     ids=["mid-epoch", "epoch-end-workers"],
 )
@@ -130,6 +130,7 @@ def test_kill_9_during_training_then_resume_continues_the_loss_curve_exactly(
         assert torch.equal(final["state_dict"][name], tensor), name
 
 
+@pytest.mark.slow
 def test_non_finite_losses_are_skipped_counted_and_too_many_in_a_row_stop_the_run(tmp_path):
     poison = ["--trainer.callbacks+=faults.PoisonBatches", "--model.max_nonfinite_steps=3"]
     survived = tmp_path / "survived"
@@ -163,6 +164,7 @@ def test_non_finite_losses_are_skipped_counted_and_too_many_in_a_row_stop_the_ru
     assert int(state["batches_seen"]) == 8  # epoch 1's checkpoint, before the poisoned batches, untouched
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_training_clearly_and_keeps_the_last_checkpoint(tmp_path):
     # The tiny run's checkpoints are about 19 MB: room for epoch 0's two, not for epoch 1's first.
     with small_disk(tmp_path, 45 * 1024) as disk:

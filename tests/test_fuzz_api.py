@@ -27,6 +27,8 @@ SETTINGS = settings(
 )
 TRIED: Counter = Counter()  # (category, "ok" | "refused") -> inputs
 
+pytestmark = pytest.mark.slow  # hypothesis over the whole API: the heavy fuzzing runs with -m slow
+
 
 @pytest.fixture(scope="module", autouse=True)
 def report_counts():
@@ -34,8 +36,6 @@ def report_counts():
     for category in sorted({c for c, _ in TRIED}):
         ok, refused = TRIED[category, "ok"], TRIED[category, "refused"]
         print(f"\nfuzzed {category}: {ok + refused} inputs, {ok} accepted, {refused} refused with a VqtokError")
-
-
 
 
 def outcome(category: str, valid: bool, call, check=None) -> None:  # noqa: ANN001 - callables
@@ -96,7 +96,9 @@ def valid_pixels(x: torch.Tensor, ndim: int) -> bool:
     """The documented contract for pixel tensors: float (B, 3, [T,] H, W) finite and in [-1, 1], or uint8
     (B, 3, [T,] H, W) (images also (3, H, W)) of any values; not empty."""
     if x.dtype == torch.uint8:
-        return x.numel() > 0 and (x.ndim == ndim and x.shape[1] == 3 or ndim == 4 and x.ndim == 3 and x.shape[0] == 3)
+        return x.numel() > 0 and (
+            (x.ndim == ndim and x.shape[1] == 3) or (ndim == 4 and x.ndim == 3 and x.shape[0] == 3)
+        )
     return (
         x.is_floating_point()
         and x.ndim == ndim
@@ -136,7 +138,7 @@ def test_encode_tensors_of_any_dtype_shape_and_values(image_tok, x):
     def check(result: tuple[torch.Tensor, list]) -> None:
         ids, caught = result
         assert ids.dtype == torch.int64 and ids.shape == image_ids_shape(x)
-        assert 0 <= int(ids.min()) and int(ids.max()) < 512
+        assert int(ids.min()) >= 0 and int(ids.max()) < 512
         assert len(caught) == looks_unit_range(x) and all(w.category is UserWarning for w in caught)
 
     outcome("image tensors", valid_pixels(x, 4), lambda: encode_watching_warnings(image_tok, x), check)
@@ -169,7 +171,7 @@ def arrays(draw) -> np.ndarray:
         dtype = draw(st.sampled_from([np.uint8, np.uint8, np.uint8, np.float32, np.int16, np.bool_, np.uint16]))
         ndim = draw(st.integers(0, 5))
         sides = [draw(st.integers(0, 20)) for _ in range(ndim)]
-        shape = sides[:-1] + [draw(st.sampled_from([3, 3, 1, 4, 0]))] if ndim else []  # (..., channels)
+        shape = [*sides[:-1], draw(st.sampled_from([3, 3, 1, 4, 0]))] if ndim else []  # (..., channels)
     a = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).integers(0, 256, shape).astype(dtype)
     layout = draw(st.sampled_from(["contiguous", "reversed", "read-only", "fortran"]))
     if layout == "reversed" and a.ndim:
@@ -247,7 +249,7 @@ ODD_OBJECTS = [
 
 
 @pytest.mark.parametrize(
-    "x, valid", ODD_OBJECTS, ids=[f"{type(x).__name__}-{i}" for i, (x, _) in enumerate(ODD_OBJECTS)]
+    ("x", "valid"), ODD_OBJECTS, ids=[f"{type(x).__name__}-{i}" for i, (x, _) in enumerate(ODD_OBJECTS)]
 )
 def test_encode_odd_objects(image_tok, x, valid):
     outcome("odd objects", valid, lambda: image_tok.encode(x))
@@ -282,7 +284,7 @@ def valid_ids(ids: object, ndims: tuple[int, ...]) -> bool:
         ids = torch.from_numpy(ids.astype(np.int64))
     if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.dtype == torch.bool:
         return False
-    return ids.ndim in ndims and ids.numel() > 0 and 0 <= int(ids.min()) and int(ids.max()) < 512
+    return ids.ndim in ndims and ids.numel() > 0 and int(ids.min()) >= 0 and int(ids.max()) < 512
 
 
 @SETTINGS

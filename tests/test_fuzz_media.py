@@ -147,10 +147,6 @@ def summary() -> Iterator[None]:
         print(f"fuzz {category}: {c['tried']} tried, {c['decoded']} decoded, {c['refused']} refused (FileFormatError)")
 
 
-
-
-
-
 def check_image(sweep: Sweep, path: Path, tok: vqtok.Tokenizer) -> object:
     """read_image and Tokenizer.encode on one file: well-formed pixels and ids, or the same refusal from both."""
     x = sweep.call(path, "read_image", read_image)

@@ -146,7 +146,7 @@ def test_decompression_bomb_is_refused_from_the_header(tmp_path):
     path = write(tmp_path / "big.png", Image.new("RGB", (20, 10)))
     before = Image.MAX_IMAGE_PIXELS
     assert_read_fails(path, "200 pixels", "limit of 100", "decompression bomb", max_pixels=100)
-    assert Image.MAX_IMAGE_PIXELS == before
+    assert before == Image.MAX_IMAGE_PIXELS
     assert read_image(path, max_pixels=200).shape == (10, 20, 3)
 
 
@@ -207,7 +207,7 @@ def test_image_extensions():
     extensions = image_extensions()
     assert {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif"} <= extensions
     assert ".eps" not in extensions and ".mpg" not in extensions  # Ghostscript / decoder-less formats
-    assert io_images.IMAGE_EXTENSIONS == extensions
+    assert extensions == io_images.IMAGE_EXTENSIONS
     assert all(e == e.lower() and e.startswith(".") for e in extensions)
 
 

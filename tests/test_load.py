@@ -15,6 +15,7 @@ from app_server import export_tiny_models  # noqa: E402
 from bench import load  # noqa: E402
 
 
+@pytest.mark.slow
 def test_six_clients_get_every_request_answered_or_cleanly_refused(tmp_path):
     models = export_tiny_models(tmp_path / "models")  # random weights: the checks compare sizes, not pixels
     out = tmp_path / "load.json"

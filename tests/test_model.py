@@ -9,7 +9,7 @@ from vqtok.model import blocks
 from vqtok.model.vqvae import VQVAE
 
 
-@pytest.mark.parametrize("mults, f", [([1, 2, 2], 4), ([1, 1, 2, 2], 8), ([1, 1, 2, 2, 2], 16)])
+@pytest.mark.parametrize(("mults", "f"), [([1, 2, 2], 4), ([1, 1, 2, 2], 8), ([1, 1, 2, 2, 2], 16)])
 def test_downsampling_factor_sets_grid_shape(mults, f):
     c = TokenizerConfig.from_name("tiny", channel_mults=mults)
     assert c.downsample == f

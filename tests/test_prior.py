@@ -10,14 +10,14 @@ from torch import Tensor
 import vqtok
 from vqtok.cli.main import main
 from vqtok.errors import ConfigError, InputError
-from vqtok.prior import ARPrior, PriorConfig, block_causal_mask, sample
+from vqtok.prior import ARPrior, MaskedPrior, PriorConfig, block_causal_mask, build_prior, sample
 from vqtok.store import PackedItems, TokenStore
 from vqtok.store.packing import grid_coords
 
 
-def small_prior(num_codes: int = 50, num_classes: int = 3, seed: int = 0, **kw) -> ARPrior:
+def small_prior(num_codes: int = 50, num_classes: int = 3, seed: int = 0, **kw) -> ARPrior | MaskedPrior:
     torch.manual_seed(seed)
-    return ARPrior(PriorConfig(num_codes=num_codes, num_classes=num_classes, dim=48, depth=2, heads=4, **kw))
+    return build_prior(PriorConfig(num_codes=num_codes, num_classes=num_classes, dim=48, depth=2, heads=4, **kw))
 
 
 def packed_batch(items: list[tuple[Tensor, int]], seq_len: int, pad_id: int) -> dict[str, Tensor]:
@@ -113,12 +113,46 @@ def test_training_on_a_store_lowers_the_loss_and_samples_decode(tiny_store):
     g = torch.Generator().manual_seed(0)
     ids = sample(prior, (4, 4), n=4, labels=[0, 0, 1, 1], cfg_scale=2.0, top_k=50, generator=g)
     assert ids.shape == (4, 4, 4) and ids.dtype == torch.int64
-    assert 0 <= int(ids.min()) and int(ids.max()) < tiny_store.meta.num_codes
+    assert int(ids.min()) >= 0 and int(ids.max()) < tiny_store.meta.num_codes
     tok = vqtok.load("tiny")
     assert tok.fingerprint in (tiny_store.meta.model_fingerprint, *tok.fingerprints)
     images = tok.decode(ids)  # the store's tokenizer decodes the prior's samples
     assert images.shape == (4, 3, 32, 32) and torch.isfinite(images).all()
-    assert -1 <= float(images.min()) and float(images.max()) <= 1
+    assert float(images.min()) >= -1 and float(images.max()) <= 1
+
+
+def test_masked_prior_attends_within_items_trains_and_decodes(tiny_store):
+    prior = small_prior(objective="maskgit").eval()
+    assert isinstance(prior, MaskedPrior) and isinstance(small_prior(), ARPrior)
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randint(0, 50, (3, 4), generator=g), torch.randint(0, 50, (2, 2, 3), generator=g)
+    batch = packed_batch([(a, 0), (b, 2)], seq_len=30, pad_id=50)
+    batch["ids"][0, [1, 5, 14]] = 50  # some masked positions in both items
+    logits = prior(batch["ids"], batch["doc"], batch["coords"], batch["label"])
+    changed = dict(batch, ids=batch["ids"].clone())
+    changed["ids"][0, [0, 11]] = 50 - 1 - changed["ids"][0, [0, 11]]  # item a only; bidirectional: a sees it all
+    new = prior(changed["ids"], changed["doc"], changed["coords"], changed["label"])
+    assert not torch.allclose(new[0, :12], logits[0, :12])
+    torch.testing.assert_close(new[0, 12:24], logits[0, 12:24], atol=1e-6, rtol=0)
+
+    data = PackedItems(tiny_store, seq_len=64, seed=0)
+    prior = small_prior(num_codes=tiny_store.meta.num_codes, num_classes=2, objective="maskgit").train()
+    batch = torch.utils.data.default_collate([data[j] for j in range(len(data))])
+    opt = torch.optim.AdamW(prior.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = prior.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.75 * sum(losses[:5]) / 5, losses  # measured: 6.2 -> about 3.6 (noisy: masking)
+
+    for steps in (1, 4):
+        g = torch.Generator().manual_seed(0)
+        ids = sample(prior, (4, 4), n=4, labels=[0, 0, 1, 1], cfg_scale=2.0, steps=steps, generator=g)
+        assert ids.shape == (4, 4, 4) and int(ids.min()) >= 0 and int(ids.max()) < tiny_store.meta.num_codes
+    assert torch.isfinite(vqtok.load("tiny").decode(ids)).all()
 
 
 def test_sampling_with_and_without_the_cache_draws_the_same_grids():
@@ -149,3 +183,18 @@ def test_bad_configs_and_sampling_arguments_are_refused():
         sample(prior, (2,), n=1)
     with pytest.raises(InputError, match="temperature"):
         sample(prior, (2, 2), temperature=0)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_and_bf16_autocast_trains():
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randint(0, 50, (3, 4), generator=g), torch.randint(0, 50, (2, 5), generator=g)
+    batch = packed_batch([(a, 1), (b, 0)], seq_len=24, pad_id=50)
+    grads = []
+    for checkpointing in (False, True):
+        prior = small_prior(label_dropout=0.0, gradient_checkpointing=checkpointing).train()
+        prior.loss(batch).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in prior.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = small_prior().train().loss(batch)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)

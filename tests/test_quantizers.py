@@ -40,7 +40,7 @@ def test_ids_lie_in_the_codebook_and_codes_of_ids_are_the_quantized_vectors(kind
     z = torch.randn(3, q.code_dim, 5, 7) * 2  # (B, D, h, w)
     out = q(z)
     assert out.ids.shape == (3, 5, 7) and out.ids.dtype == torch.int64
-    assert 0 <= int(out.ids.min()) and int(out.ids.max()) < q.codebook_size
+    assert int(out.ids.min()) >= 0 and int(out.ids.max()) < q.codebook_size
     assert out.z_q.shape == z.shape and out.z_q.dtype == torch.float32
     torch.testing.assert_close(q.indices_to_codes(out.ids), out.z_q, rtol=0, atol=1e-6)
     video = q(torch.randn(2, q.code_dim, 3, 4, 4))  # (B, D, t, h, w)

@@ -55,6 +55,7 @@ def test_short_names_resolve_from_an_installed_wheel(tmp_path):
     source, dist, site = tmp_path / "source", tmp_path / "dist", tmp_path / "site"
     shutil.copytree(ROOT / "vqtok", source / "vqtok", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "checkpoints", source / "checkpoints")  # setuptools builds inside the source tree
+    shutil.copytree(ROOT / "app", source / "app", ignore=shutil.ignore_patterns("__pycache__"))  # as vqtok.app
     for name in ("pyproject.toml", "README.md"):
         shutil.copyfile(ROOT / name, source / name)
     pip = [sys.executable, "-m", "pip"]
@@ -62,7 +63,8 @@ def test_short_names_resolve_from_an_installed_wheel(tmp_path):
     wheel = next(dist.glob("vqtok-*.whl"))
     subprocess.run([*pip, "install", wheel, "--no-deps", "-q", "--target", site], check=True)
     shipped = sorted(p.name for p in (ROOT / "checkpoints").iterdir() if (p / "config.json").is_file())
-    sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "vqtok").rglob("*.py"))
+    sources = [str(p.relative_to(ROOT)) for p in (ROOT / "vqtok").rglob("*.py")]
+    sources = sorted(sources + [str(Path("vqtok", p.relative_to(ROOT))) for p in (ROOT / "app").rglob("*.py")])
     script = (
         "import sys, vqtok, vqtok.export as t\n"
         "assert vqtok.__file__.startswith(sys.argv[1]), vqtok.__file__\n"
@@ -89,11 +91,12 @@ def test_short_names_resolve_from_an_installed_wheel(tmp_path):
 
 
 def test_pyproject_lists_every_package():
-    """The wheel's package list is written out (so checkpoints/ can ride along as vqtok._checkpoints)."""
+    """The wheel's package list is written out (so checkpoints/ and app/ ride along as vqtok._checkpoints and
+    vqtok.app)."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vqtok").rglob("__init__.py")}
-    assert listed == found | {"vqtok._checkpoints"}
+    assert listed == found | {"vqtok._checkpoints", "vqtok.app"}
 
 
 def test_a_local_folder_named_like_a_shipped_tokenizer_does_not_hide_it(tmp_path, monkeypatch):

@@ -133,7 +133,7 @@ def test_planning_keeps_unfinished_units_and_skips_stored_inputs(tmp_path):
     assert [u.sources for u in first.units] == [sources[0:2], sources[2:4], sources[4:]]
     _write_unit(store, first.units[1], [(1, 1), (1, 1)])  # only the middle unit finished before a "crash"
 
-    more = sources + ["/data/5.png"]
+    more = [*sources, "/data/5.png"]
     second = plan_run(store, more, 2, retry_failed=False)  # the rerun, with one input added meanwhile
     assert [u.name for u in second.units] == ["u0000000", "u0000002", "u0000003"]  # same units, then the new one
     assert second.units[2].sources == ["/data/5.png"]

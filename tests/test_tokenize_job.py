@@ -225,6 +225,7 @@ def _store_contents(store_dir: Path) -> dict[str, list]:
     return {item.source: item.ids.tolist() for item in TokenStore(store_dir)}
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_equals_an_uninterrupted_run(models, tmp_path):
     write_images(tmp_path / "data", 120, [(96, 96), (80, 112)])
     args = [
@@ -266,6 +267,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(models, tmp_path):
     assert not leftovers and len(list((resumed / "shards").iterdir())) == 24
 
 
+@pytest.mark.slow
 def test_two_process_ddp_equals_one_process(models, tmp_path):
     write_images(tmp_path / "data", 30, [(32, 32), (24, 40)])
     args = [

@@ -213,3 +213,108 @@ def test_a_loader_restored_mid_epoch_goes_on_with_the_same_batches(tmp_path, num
     assert len(seen) + len(rest) == len(whole)
     for got, expected in zip(seen + rest, whole):
         assert torch.equal(got, expected)  # the same images, in the same order, with the same crops
+
+
+# --- real photos mixed with procedural images ----------------------------------------------------------------
+
+
+def ramp_image(height: int, width: int) -> torch.Tensor:
+    """(3, H, W) in [0, 1]: channel 0 is the column / (W - 1), channel 1 the row / (H - 1), channel 2 constant."""
+    cols = torch.arange(width, dtype=torch.float32) / (width - 1)
+    rows = torch.arange(height, dtype=torch.float32) / (height - 1)
+    return torch.stack(
+        [cols.expand(height, width), rows[:, None].expand(height, width), torch.full((height, width), 0.5)]
+    )
+
+
+def test_random_view_scales_and_positions_stay_in_range():
+    from vqtok.training.data.photos import random_view
+
+    size, height, width = 32, 150, 240
+    sides = []
+    for seed in range(60):
+        y = random_view(ramp_image(height, width), size, 0.0, torch.Generator().manual_seed(seed))
+        assert y.shape == (3, size, size) and y.dtype == torch.float32
+        # On a linear ramp the resized crop is linear too: its slope gives the side cut out, its offset the corner.
+        j1, j2 = 4, size - 5
+        side_x = abs(float(y[0, size // 2, j2] - y[0, size // 2, j1])) * (width - 1) * size / (j2 - j1)
+        side_y = abs(float(y[1, j2, size // 2] - y[1, j1, size // 2])) * (height - 1) * size / (j2 - j1)
+        assert side_x == pytest.approx(side_y, abs=1.0)  # square
+        assert size - 1 <= side_x <= min(height, width) + 1
+        top = float(y[1, j1, 0]) * (height - 1) - (j1 + 0.5) * side_y / size + 0.5
+        assert top >= -1 and top + side_y <= height + 1
+        sides.append(side_x)
+    assert min(sides) < 2 * size and max(sides) > 0.6 * height  # native detail and zoomed-out views both occur
+
+
+@pytest.mark.parametrize("shape", [(20, 12), (32, 32), (31, 500), (700, 45)])
+def test_random_view_takes_any_image_size(shape):
+    from vqtok.training.data.photos import random_view
+
+    y = random_view(torch.rand(3, *shape), 32, 0.1, torch.Generator().manual_seed(0))
+    assert y.shape == (3, 32, 32) and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+def test_colour_jitter_stays_within_its_range():
+    from vqtok.training.data.photos import random_view
+
+    grey = torch.full((3, 64, 64), 0.5)  # contrast and saturation leave flat grey alone: only brightness moves it
+    levels = [float(random_view(grey, 16, 0.1, torch.Generator().manual_seed(s)).mean()) for s in range(40)]
+    assert all(0.45 - 1e-6 <= v <= 0.55 + 1e-6 for v in levels)
+    assert max(levels) - min(levels) > 0.05
+    plain = random_view(grey, 16, 0.0, torch.Generator().manual_seed(0))
+    assert torch.allclose(plain, grey[:, :16, :16])
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 1 / 3, 0.75, 1.0])
+def test_the_real_share_is_exact_in_every_stretch_of_items(fraction):
+    from vqtok.training.data.photos import is_real
+
+    flags = [is_real(i, fraction) for i in range(1000)]
+    for start, stop in [(0, 1000), (0, 7), (100, 400), (993, 1000)]:
+        assert abs(sum(flags[start:stop]) - fraction * (stop - start)) < 1.0
+
+
+def photo_module(tmp_path: Path, **kwargs) -> ImageDataModule:
+    make_folder(tmp_path / "photos", [(48, 40), (100, 30), (20, 20), (64, 64), (50, 90)] * 2)
+    options = dict(photos=str(tmp_path / "photos"), image_size=16, batch_size=4, num_workers=0, train_samples=40)
+    options.update(val_samples=3, val_fraction=0.2, real_fraction=0.75)
+    return ImageDataModule(**(options | kwargs))
+
+
+def test_mixed_data_module_serves_the_real_share_and_deterministic_views(tmp_path):
+    from vqtok.training.data.photos import MixedImages, PhotoCrops
+
+    dm = photo_module(tmp_path)
+    dm.setup("fit")
+    assert isinstance(dm.train_set, MixedImages) and len(dm.train_set) == 40
+    assert len(dm.train_set.photos) == 8 and len(dm.val_set) == 3 + 2  # procedural validation, then 2 photos
+    procedural = ProceduralImages(40, 16, 0, 0)
+    keys = list(KeyedSampler(40, seed=0))
+    real = [k for k in keys if not torch.equal(dm.train_set[k], procedural[k.index])]
+    assert len(real) == 30  # 75% of the epoch, exactly
+    torch.manual_seed(123)  # the global generator plays no part
+    again = photo_module(tmp_path)
+    again.setup("fit")
+    for key in keys[:8]:
+        assert torch.equal(dm.train_set[key], again.train_set[key])
+    view = dm.train_set.photos[SampleKey(0, 1)]
+    assert view.shape == (3, 16, 16) and float(view.min()) >= -1.0 and float(view.max()) <= 1.0
+    assert not torch.equal(view, dm.train_set.photos[SampleKey(0, 2)])  # another draw, another view
+    assert torch.equal(dm.train_set.photos[0], dm.train_set.photos[0])  # evaluation view
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 10 and batches[0]["images"].shape == (4, 3, 16, 16)
+    assert [b["images"].shape[0] for b in dm.val_dataloader()] == [4, 1]
+    assert isinstance(PhotoCrops(dm.train_set.photos.files, 16)[SampleKey(3, 9)], torch.Tensor)
+
+
+def test_mixed_data_module_errors(tmp_path):
+    with pytest.raises(ConfigError, match="both set"):
+        ImageDataModule(root=str(tmp_path), photos=str(tmp_path))
+    with pytest.raises(ConfigError, match="data.real_fraction"):
+        ImageDataModule(photos=str(tmp_path), real_fraction=1.5)
+    with pytest.raises(ConfigError, match="data.colour_jitter"):
+        ImageDataModule(photos=str(tmp_path), colour_jitter=-0.1)
+    missing = ImageDataModule(photos=str(tmp_path / "pool"), num_workers=0)  # parses: checked at setup
+    with pytest.raises(ConfigError, match="tools.fetch_training_data"):
+        missing.setup("fit")

@@ -59,7 +59,7 @@ def test_video_folder_segments_crops_and_skips_broken_files(video_dir):
     assert data.num_failed_probe == 1  # broken.mp4, logged and skipped
     assert len(data) == 4 + 1  # the long video gives one clip per segment
     clip = data[0]
-    assert clip.shape == (3, 5, 16, 16) and -1 <= clip.min() and clip.max() <= 1
+    assert clip.shape == (3, 5, 16, 16) and clip.min() >= -1 and clip.max() <= 1
     evaluation = VideoFolder(str(video_dir), num_frames=5, image_size=16, segment_seconds=1.0, train=False)
     assert torch.equal(evaluation[2], evaluation[2])  # deterministic
     assert evaluation[4].shape == (3, 5, 16, 16)  # the short video: its last frame held past the end

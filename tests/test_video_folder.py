@@ -35,7 +35,7 @@ def test_clips_have_the_right_shape_and_range(video_dir):
         for i in (0, len(data) - 1):
             clip = data[i]
             assert clip.shape == (3, 5, 16, 16) and clip.dtype == torch.float32
-            assert -1 <= clip.min() and clip.max() <= 1
+            assert clip.min() >= -1 and clip.max() <= 1
     with pytest.raises(IndexError):
         data[len(data)]
 

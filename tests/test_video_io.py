@@ -40,7 +40,7 @@ from vqtok.model.vqvae import VQVAE
 
 
 @pytest.mark.parametrize(
-    "name, codec, lossless",
+    ("name", "codec", "lossless"),
     [
         ("a.mp4", "libx264", False),
         ("a.webm", "libvpx-vp9", False),
@@ -64,7 +64,7 @@ def test_containers_and_codecs_read_back(tmp_path, name, codec, lossless):
     assert times == pytest.approx([i / 12 for i in range(12)], abs=2e-3)  # presentation order, from 0
 
 
-@pytest.mark.parametrize("name, codec", [("odd.mkv", "libx264rgb"), ("odd_ffv1.mkv", "ffv1")])
+@pytest.mark.parametrize(("name", "codec"), [("odd.mkv", "libx264rgb"), ("odd_ffv1.mkv", "ffv1")])
 def test_odd_dimensions_read_back_exactly(tmp_path, name, codec):
     frames = random_frames(6, 33, 47)
     path = write_test_video(tmp_path / name, frames, codec=codec)
@@ -104,7 +104,7 @@ IPHONE_PORTRAIT = [0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30]  # tkhd matrix (a b
 
 
 @pytest.mark.parametrize(
-    "name, writer_args, rotation, corner",
+    ("name", "writer_args", "rotation", "corner"),
     [
         ("ccw90.mp4", {"rotation": 90}, 90, "bottom-left"),
         ("cw90.mp4", {"rotation": -90}, 270, "top-right"),
@@ -206,7 +206,7 @@ def broken(tmp_path_factory):
 @pytest.mark.parametrize("reader", READERS)
 def test_every_broken_file_gives_a_clear_error(broken, reader):
     for kind, (path, words) in broken.items():
-        with pytest.raises(FileFormatError, match=words) as e:
+        with pytest.raises(FileFormatError, match=words) as e:  # noqa: PT012 - a read names the file in its failure
             try:
                 READERS[reader](path)
             except FileFormatError:

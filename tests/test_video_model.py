@@ -49,6 +49,7 @@ def video_tok(video_model, tmp_path_factory):
     return vqtok.load(save_export(video_model, tmp_path_factory.mktemp("video") / "v"))
 
 
+@pytest.mark.slow
 def test_changing_frame_k_never_changes_earlier_latents_or_frames(video_model):
     x = random_video(17)
     for k in (0, 4, 5, 9, 16):
@@ -169,7 +170,7 @@ def test_video_export_round_trip(video_model, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "overrides, message",
+    ("overrides", "message"),
     [
         (dict(temporal_downsample=3), "power of 2"),
         (dict(video=False, temporal_downsample=4), "needs video=true"),

@@ -86,8 +86,10 @@ def download(package: Package, downloads: Path) -> Path:
         if package.registry == "debian":
             _run(["apt-get", "download", f"{package.name}={package.version}"], folder)
         elif package.registry == "pypi":
-            _run(["pip", "download", "--no-deps", *package.pip_args, "-d", ".", f"{package.name}=={package.version}"],
-                 folder)
+            _run(
+                ["pip", "download", "--no-deps", *package.pip_args, "-d", ".", f"{package.name}=={package.version}"],
+                folder,
+            )
         elif package.registry == "npm":
             _run(["npm", "pack", f"{package.name}@{package.version}"], folder)
         else:
@@ -199,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="PACKAGE", help="fetch only these packages")
     parser.add_argument("--pool-side", type=int, default=POOL_SIDE, help="shorter side of the training copies")
     parser.add_argument(
-        "--allow-missing", action="store_true",
+        "--allow-missing",
+        action="store_true",
         help="skip a package that cannot be downloaded (a changed package still fails)",
     )
     args = parser.parse_args(argv)

@@ -21,6 +21,7 @@ from vqtok.errors import (
     TrainingError,
     VqtokError,
 )
+from vqtok.export import export_fingerprints, resolve_export
 from vqtok.model.quantizers import FiniteScalarQuantizer, LookupFreeQuantizer, VectorQuantizer
 from vqtok.store import TokenStore
 from vqtok.tokenizer import Tokenizer, load
@@ -30,18 +31,21 @@ __all__ = [
     "ConfigError",
     "ExportError",
     "FileFormatError",
+    "FiniteScalarQuantizer",
     "InputError",
     "InputTypeError",
+    "LookupFreeQuantizer",
     "TokenStore",
     "Tokenizer",
     "TokenizerConfig",
     "TrainingError",
     "VectorQuantizer",
-    "FiniteScalarQuantizer",
-    "LookupFreeQuantizer",
     "VqtokError",
     "__version__",
+    # the fingerprints a token file of an export may carry, read without loading the model (match files to exports)
+    "export_fingerprints",
     "inputs",
-    "metrics",
     "load",
+    "metrics",
+    "resolve_export",  # where a short name ("image", "video") or a path leads: an export directory
 ]

@@ -20,6 +20,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ def share_one_arena() -> bool:
     return mallopt is not None and mallopt(_M_ARENA_MAX, 1) == 1
 
 
-def _mallopt():  # noqa: ANN202 - glibc's mallopt(int, int) -> int through ctypes, or None
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's mallopt through ctypes, or None where the C library is not glibc."""
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc

@@ -25,8 +25,9 @@ from vqtok.io.listing import list_files
 from vqtok.io.optional import video_io, video_suffixes
 from vqtok.metrics import psnr, ssim
 from vqtok.tokenizer import Tokenizer
+from vqtok.transforms import center_crop
 
-__all__ = ["Evaluation", "FileScore", "center_crop", "evaluate_files", "list_media"]
+__all__ = ["Evaluation", "FileScore", "evaluate_files", "list_media"]
 
 DEFAULT_CROP = 512  # the largest side scored: bigger images and frames are centre-cropped to this
 _FRAMES_PER_BATCH = 16  # an image tokenizer encodes a video's frames in batches of this many
@@ -119,13 +120,10 @@ def list_media(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return sorted(found.values())
 
 
-def center_crop(x: torch.Tensor, crop: int | None) -> torch.Tensor:
-    """The centre ``crop`` x ``crop`` window (or less, where the image is smaller) of (..., H, W) pixels."""
-    if crop is None:
-        return x
-    h, w = x.shape[-2:]
-    top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
-    return x[..., top : top + crop, left : left + crop]
+def _crop(x: torch.Tensor, crop: int | None) -> torch.Tensor:
+    """The centre ``crop`` x ``crop`` window (or less, where the image is smaller) of (..., H, W) pixels; all of
+    them when ``crop`` is None."""
+    return x if crop is None else center_crop(x, crop)
 
 
 @torch.inference_mode()
@@ -142,7 +140,7 @@ def _score_video(
 ) -> tuple[tuple[int, ...], torch.Tensor, float, float]:
     """A video's frames, decoded one by one and cropped -> (shape, ids, mean per-frame PSNR, SSIM)."""
     frames = itertools.islice(video_io().iter_frames(path, max_frame_pixels=tok.max_pixels), max_frames)
-    crops = [center_crop(image_batch(frame, max_pixels=tok.max_pixels), crop) for _, frame in frames]
+    crops = [_crop(image_batch(frame, max_pixels=tok.max_pixels), crop) for _, frame in frames]
     if not crops:
         raise FileFormatError(f"{path}: no frame could be read")
     x = torch.cat(crops)  # (T, 3, H, W) in [-1, 1], cropped: already checked frame by frame
@@ -184,7 +182,7 @@ def evaluate_files(
                 kind = "video"
                 shape, ids, p, s = _score_video(tok, path, crop, max_frames)
             else:  # any other file is read as an image, its format decided by its content
-                kind, x = "image", center_crop(image_batch(path, max_pixels=tok.max_pixels), crop)  # (1, 3, H, W)
+                kind, x = "image", _crop(image_batch(path, max_pixels=tok.max_pixels), crop)  # (1, 3, H, W)
                 ids, psnrs, ssims = _score(tok, x)
                 shape, p, s = x.shape[-2:], float(psnrs[0]), float(ssims[0])
         except VqtokError as e:

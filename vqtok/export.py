@@ -299,6 +299,8 @@ def _build_and_load(config: TokenizerConfig, state: dict[str, Tensor], where: st
     # The quantizer's training state (EMA statistics) is kept when present, and optional: an export trained with
     # a learned codebook has none, and inference never reads it.
     optional = {k for k in expected if k.startswith(QUANTIZER_PREFIX) and k not in identity}
+    if set(state) - set(expected):  # a file with a name the model lacks is damaged: report all that is missing
+        optional = set()
     _check_state({k: v for k, v in expected.items() if k not in optional or k in state}, state, where)
     model = VQVAE(config)
     model.load_state_dict(state, strict=False)  # every tensor but the optional ones was checked above

@@ -8,6 +8,7 @@ A causal video tokenizer with temporal factor r maps 1 + r*k frames to 1 + k lat
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import pairwise
 
 import torch
 from torch import Tensor
@@ -55,4 +56,4 @@ def frame_chunks(blocks: Iterable[Tensor], chunk_frames: int, r: int) -> Iterato
 def latent_chunks(num_latents: int, chunk_latents: int) -> list[slice]:
     """Slices of the latent axis matching :func:`frame_chunks`: [0, 1 + m), [1 + m, 1 + 2m), ... up to t."""
     bounds = [0, *range(1 + chunk_latents, num_latents, chunk_latents), num_latents]
-    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [slice(a, b) for a, b in pairwise(bounds)]

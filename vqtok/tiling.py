@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from itertools import pairwise
 
 import torch
 from torch import Tensor
@@ -26,9 +27,9 @@ def tile_starts(n: int, size: int, overlap: int) -> list[int]:
 
 def _cores(starts: list[int], size: int, n: int) -> list[tuple[int, int]]:
     """[begin, end) of each tile's share of [0, n): overlaps split at their middle."""
-    cuts = [(later + earlier + size) // 2 for earlier, later in zip(starts, starts[1:], strict=False)]
+    cuts = [(later + earlier + size) // 2 for earlier, later in pairwise(starts)]
     bounds = [0, *cuts, n]
-    return list(zip(bounds, bounds[1:], strict=False))
+    return list(pairwise(bounds))
 
 
 def _ramps(starts: list[int], size: int, scale: int, like: Tensor) -> list[Tensor]:
@@ -97,6 +98,7 @@ def decode_tiled(decode: Callable[[Tensor], Tensor], ids: Tensor, f: int, size: 
                 out = y.new_zeros(*y.shape[:-2], h * f, w * f)
                 row_weights = _ramps(rows, min(size, h), f, y)
                 col_weights = _ramps(cols, min(size, w), f, y)
+            assert row_weights is not None and col_weights is not None
             weight = row_weights[i][:, None] * col_weights[j][None, :]  # (th*f, tw*f)
             out[..., top * f : top * f + y.shape[-2], left * f : left * f + y.shape[-1]] += y * weight
     assert out is not None

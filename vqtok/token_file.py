@@ -13,7 +13,7 @@ from torch import Tensor
 
 from vqtok.errors import FileFormatError, InputError
 from vqtok.io.atomic import atomic_file
-from vqtok.io.tensors import save_safetensors
+from vqtok.io.tensors import id_dtype, save_safetensors
 
 FORMAT = "vqtok-tokens-1"
 
@@ -28,13 +28,6 @@ class TokenItem:
     fps: float | None = None  # videos: frame rate to write them back at
 
 
-def storage_dtype(num_codes: int) -> torch.dtype:
-    """The smallest signed integer dtype that holds ids in [0, num_codes)."""
-    if num_codes <= 2**15:
-        return torch.int16
-    return torch.int32 if num_codes <= 2**31 else torch.int64
-
-
 def save_tokens(
     path: str | os.PathLike, items: list[TokenItem], model_name: str, fingerprint: str, num_codes: int
 ) -> None:
@@ -42,7 +35,7 @@ def save_tokens(
     if not items:
         raise InputError("no token grids to save")
     path = Path(path)
-    dtype = storage_dtype(num_codes)
+    dtype = id_dtype(num_codes, "tokens")  # int16, int32 or int64
     tensors = {f"ids.{i}": item.ids.to("cpu", dtype).contiguous() for i, item in enumerate(items)}
     meta = {
         "format": FORMAT,

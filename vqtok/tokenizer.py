@@ -13,10 +13,10 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from vqtok.config import TokenizerConfig
@@ -29,6 +29,7 @@ from vqtok.model.causal import TileStreams, streaming
 from vqtok.model.vqvae import VQVAE
 from vqtok.temporal import frame_chunks, latent_chunks
 from vqtok.tiling import decode_tiled, encode_tiled
+from vqtok.transforms import pad_to_multiple
 
 DEFAULT_CHUNK_FRAMES = 8  # frames per streamed chunk of a video (after the first, which has one more)
 
@@ -152,7 +153,7 @@ class Tokenizer:
             frames = video_batch(x, self.config.in_channels, self.max_pixels)  # (B, C, T, H, W)
             return self._encode_chunks(frame_chunks([frames], self.chunk_frames, self.temporal_downsample))
         x = image_batch(x, self.config.in_channels, self.max_pixels).to(self.device)
-        x = _pad_to_multiple(x, self.downsample).to(self.dtype)
+        x = pad_to_multiple(x, self.downsample).to(self.dtype)
         if not self.is_video:
             x = x.contiguous(memory_format=torch.channels_last)  # the layout the image model's weights are in
         if (tiles := self._tiles(x.shape[-2:])) is not None:
@@ -162,7 +163,8 @@ class Tokenizer:
     def _encode_videos(self, videos: Sequence[VideoInput]) -> Tensor:
         """A list of videos of one size (T, H, W), files among them -> ids (B, t, h, w); one video in memory at a
         time (files streamed as by :meth:`encode_video_file`)."""
-        ids, sizes = [], []
+        ids: list[Tensor] = []
+        sizes: list[tuple[int, ...]] = []
         for item in videos:
             if not self.is_video_input(item):
                 found = repr(str(item)) if isinstance(item, (str, os.PathLike)) else type(item).__name__
@@ -208,7 +210,7 @@ class Tokenizer:
             self.progress(y[:, 0].numel())
         return y
 
-    def _tiles(self, size: tuple[int, int]) -> tuple[int, int] | None:
+    def _tiles(self, size: tuple[int, ...]) -> tuple[int, int] | None:
         """(tile side, overlap) in latents when an image of ``size`` (H, W) pixels is processed in tiles."""
         if self.tile_size is None or max(size) <= self.tile_size:
             return None
@@ -245,7 +247,7 @@ class Tokenizer:
         with streaming(self.model.encoder):
             streams = TileStreams(self.model.encoder)
             for chunk in chunks:
-                chunk = _pad_to_multiple(chunk.to(self.device), self.downsample).to(self.dtype)
+                chunk = pad_to_multiple(chunk.to(self.device), self.downsample).to(self.dtype)
                 tiles = self._tiles(chunk.shape[-2:])
                 if tiles is None:
                     ids.append(self._encode(chunk))  # (B, l, h, w)
@@ -278,7 +280,7 @@ class Tokenizer:
         return y
 
     @torch.inference_mode()
-    def decode_chunks(self, ids: Tensor, size: tuple[int, int, int] | None = None) -> Iterator[Tensor]:
+    def decode_chunks(self, ids: Tensor, size: tuple[int, ...] | None = None) -> Iterator[Tensor]:
         """Video token ids (B, t, h, w) -> consecutive pieces (B, 3, n, H, W) in [-1, 1] of the decoded video.
 
         The pieces joined along time equal :meth:`decode`'s result; only one piece is in memory at a time.
@@ -318,7 +320,7 @@ class Tokenizer:
         max_cells = None if self.max_pixels is None else self.max_pixels // self.downsample**2
         return id_batch(ids, self.codebook_size, video=self.is_video, max_cells=max_cells)
 
-    def is_video_input(self, x: object) -> bool:
+    def is_video_input(self, x: object) -> TypeGuard[VideoInput]:
         """Whether :meth:`encode` reads ``x`` as a video: a 5D tensor, a path with a video suffix (.mp4, .mkv,
         .webm, ...), for video tokenizers a 4D/5D array, or a list of such."""
         if isinstance(x, Tensor):
@@ -363,21 +365,15 @@ class EncodedVideo:
 def _crop_size(size: object, decoded: tuple[int, ...]) -> tuple[int, ...]:
     """Validate ``size`` ((H, W) or (T, H, W), like ``decoded``) against the decoded size."""
     n = len(decoded)
-    ok = isinstance(size, (tuple, list, torch.Size)) and len(size) == n
-    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
-    if not ok or not all(0 < s <= d for s, d in zip(size, decoded, strict=True)):
+    if not (
+        isinstance(size, (tuple, list, torch.Size))
+        and len(size) == n
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+        and all(0 < s <= d for s, d in zip(size, decoded, strict=True))
+    ):
         layout = "(H, W)" if n == 2 else "(T, H, W)"
         raise InputError(f"size must be {layout} ints within the decoded size {decoded}, got {size!r}")
     return tuple(int(v) for v in size)
-
-
-def _pad_to_multiple(x: Tensor, f: int) -> Tensor:
-    """(B, C, [T,] H, W) -> (B, C, [T,] ceil(H/f)*f, ceil(W/f)*f), replicating the last row/column."""
-    pad_h, pad_w = -x.shape[-2] % f, -x.shape[-1] % f
-    if pad_h or pad_w:
-        pad = (0, pad_w, 0, pad_h) + (0, 0) * (x.ndim - 4)
-        x = F.pad(x, pad, mode="replicate")
-    return x
 
 
 def load(
@@ -425,5 +421,6 @@ def load(
         if name != "quantizer":
             module.to(dtype)
     if not model.config.video:
-        model.to(memory_format=torch.channels_last)  # NHWC convolutions are faster in oneDNN and cuDNN
+        # NHWC convolutions are faster in oneDNN and cuDNN (torch's stubs omit Module.to's memory_format)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return Tokenizer(model, device, dtype, chunk_frames, tile_size, max_pixels, fingerprints, progress)

@@ -1,16 +1,16 @@
-"""``vqtok demo``: serve the Gradio app in ``app/`` (needs the ``app`` extra and a source checkout)."""
+"""``vqtok demo``: serve the Gradio app (``app/``, installed as ``vqtok.app``; needs the ``app`` extra)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from pathlib import Path
+from types import ModuleType
 
 from vqtok.errors import VqtokError
 from vqtok.export import resolve_export
 
-CHECKOUT = Path(__file__).resolve().parents[2]  # the repository: vqtok/cli/demo.py -> ./
+CHECKOUT = Path(__file__).resolve().parents[2]  # the repository: vqtok/cli/demo.py -> ./ (for checkpoints/)
 
 # Command-line names of the app.limits.Limits fields people set most (flag "max-file-mb" -> field max_file_mb);
 # a flag left out keeps the default in app/limits.py.
@@ -71,12 +71,11 @@ def demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_app():  # noqa: ANN202 - the app.app, app.models and app.limits modules
-    if not (CHECKOUT / "app" / "app.py").is_file():
-        raise VqtokError(f"the web app lives in the source checkout's app/ folder, which is not at {CHECKOUT}")
-    if str(CHECKOUT) not in sys.path:
-        sys.path.insert(0, str(CHECKOUT))  # app/ is not an installed package: it is imported from the checkout
+def _import_app() -> tuple[ModuleType, ...]:
+    """The modules vqtok.app.app, vqtok.app.models and vqtok.app.limits."""
+    # app/ is installed as the package vqtok.app (pyproject's package-dir), so no sys.path edit is needed; imported
+    # here, not at the top, so the other commands never load Gradio.
     try:
-        return tuple(importlib.import_module(f"app.{name}") for name in ("app", "models", "limits"))
+        return tuple(importlib.import_module(f"vqtok.app.{name}") for name in ("app", "models", "limits"))
     except ImportError as e:
         raise VqtokError(f"vqtok demo needs Gradio: pip install -e '.[app]' ({e})") from None

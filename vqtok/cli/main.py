@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import pickle
 import subprocess
@@ -27,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in LIGHTNING_COMMANDS:
         sub.add_parser(name, help=f"{name} with the Lightning CLI (needs vqtok[train]); see vqtok {name} --help")
+    sub.add_parser(
+        "prior",
+        help="priors over token stores: vqtok prior {fit,validate,export,sample,shapes} (see vqtok prior --help)",
+    )
     sub.add_parser("bench", help="the benchmark suite in bench/ of a source checkout (see vqtok bench --help)")
     exp = sub.add_parser("export", help="export a training checkpoint to config.json + safetensors")
     exp.add_argument("ckpt", help="a .ckpt written by vqtok fit (e.g. runs/NAME/checkpoints/last.ckpt)")
@@ -55,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return _run_lightning(argv)
     if argv and argv[0] == "bench":
         return _run_bench(argv[1:])
+    if argv and argv[0] == "prior":
+        from vqtok.cli.prior import run_prior
+
+        return run_prior(argv[1:], _run_lightning)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "export":
@@ -96,9 +105,10 @@ def _configure_logging() -> None:
         logger.setLevel(logging.INFO)
 
 
-def _run_lightning(argv: list[str]) -> int:
+def _run_lightning(argv: list[str], cli: str = "vqtok.training.cli") -> int:
+    """Run the Lightning CLI of module ``cli`` (the tokenizer's, or ``vqtok.prior_training.cli``) on argv."""
     try:
-        from vqtok.training.cli import cli_main
+        cli_main = importlib.import_module(cli).cli_main
     except ImportError as e:
         print(f"vqtok {argv[0]} needs the training extra: pip install 'vqtok[train]' ({e})", file=sys.stderr)
         return 2

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 from torch import Tensor
 
 import vqtok
@@ -58,7 +59,7 @@ def write_decoded_video(
     the length)."""
     from vqtok.io.video import write_video
 
-    def frames():  # noqa: ANN202 - uint8 (H, W, 3) frames
+    def frames() -> Iterator[np.ndarray]:  # uint8 (H, W, 3) frames
         for piece in tok.decode_chunks(ids[None], size=size):  # (1, 3, n, H, W) in [-1, 1]
             yield from vqtok.inputs.to_uint8(piece[0])  # (n, H, W, 3) -> frames
 

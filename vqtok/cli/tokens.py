@@ -93,6 +93,6 @@ def decode_command(args: argparse.Namespace) -> int:
     else:
         tok = vqtok.load(args.model, **options, progress=progress_bar(args, "decode"))
         _, items = load_tokens(args.tokens, fingerprint=tok.fingerprints)
-    items = ((i, it.source, it.ids, it.size, it.fps) for i, it in enumerate(items))
-    write_decoded(tok, items, Path(args.out), where=args.tokens)
+    entries = ((i, it.source, it.ids, it.size, it.fps) for i, it in enumerate(items))
+    write_decoded(tok, entries, Path(args.out), where=args.tokens)
     return 0

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -212,7 +212,7 @@ class _Clock:
 
 def _decoded(
     path: Path, container: av.container.InputContainer, stream: av.VideoStream, max_frame_pixels: int | None
-) -> Iterator[tuple[float, av.VideoFrame]]:
+) -> Generator[tuple[float, av.VideoFrame], None, None]:
     """(time, frame) in presentation order; any decoding error, or no frame at all, becomes a FileFormatError."""
     clock = _Clock(stream)
     decoded = container.decode(stream)
@@ -349,7 +349,8 @@ def iter_frames(
             later when decoding fails part-way (a truncated or corrupt file) or the frame size changes.
     """
     path = Path(path)
-    tolerance = legacy = size = None
+    tolerance = size = None
+    legacy = 0  # set with tolerance, at the first frame
     for time, frame, stream in _frames_from(path, start, max_frame_pixels):
         if tolerance is None:
             tolerance, legacy = 0.5 / _nominal_fps(stream), _legacy_rotation(stream)
@@ -398,14 +399,17 @@ def read_video(
         raise InputError(f"max_frames must be at least 1 or None, got {max_frames}")
     path = Path(path)
     frames: list[np.ndarray] = []
-    fps = legacy = None
+    fps: float | None = None
+    legacy = 0  # set with fps, at the first frame
     for _, frame, stream in _frames_from(path, 0.0, max_frame_pixels):
         if fps is None:
             fps, legacy = _nominal_fps(stream), _legacy_rotation(stream)
         frames.append(_upright(path, frame, _rotation(frame, legacy)))
         if max_frames is not None and len(frames) >= max_frames:
             break
-    return _stack(path, frames), fps
+    video = _stack(path, frames)
+    assert fps is not None  # _frames_from yields at least one frame or raises
+    return video, fps
 
 
 def sample_clip(
@@ -442,7 +446,8 @@ def sample_clip(
     clip: list[np.ndarray] = []
     shown: av.VideoFrame | None = None  # the latest frame at or before the next target
     shown_rgb: np.ndarray | None = None  # shown, converted (once, however often it is repeated)
-    tolerance = legacy = None
+    tolerance = None
+    legacy = 0  # set with tolerance, at the first frame
     for time, frame, stream in _frames_from(path, start, max_frame_pixels):
         if tolerance is None:
             tolerance = _timestamp_tolerance(stream, fps)
@@ -457,6 +462,7 @@ def sample_clip(
             break
         shown, shown_rgb = frame, None
     if len(clip) < num_frames:  # the file ended: hold its last frame
+        assert shown is not None  # _frames_from yields at least one frame or raises
         last = shown_rgb if shown_rgb is not None else _upright(path, shown, _rotation(shown, legacy))
         clip.extend([last] * (num_frames - len(clip)))
     return _stack(path, clip)
@@ -541,6 +547,7 @@ def _encode_frames(
             cc = stream.codec_context  # tag the colours as converted below, so players need not guess
             cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1  # BT.709, limited range
             stream.options = {"crf": str(crf), "preset": preset}
+        assert size is not None  # set with the stream, at the first frame
         if size[0] % 2 or size[1] % 2:
             frame = np.pad(frame, ((0, size[0] % 2), (0, size[1] % 2), (0, 0)), mode="edge")
         picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
@@ -580,8 +587,10 @@ def _frames_of_tensor(frames: Iterable[np.ndarray] | np.ndarray | Tensor) -> Ite
 def _checked_frame(frame: object, size: tuple[int, int] | None) -> np.ndarray:
     """``frame`` if it is uint8 (H, W, 3) with H, W > 0 and, when ``size`` is given, of that size."""
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        is_array = isinstance(frame, np.ndarray)
-        what = f"a {frame.dtype} array of shape {frame.shape}" if is_array else type(frame).__name__
+        if isinstance(frame, np.ndarray):
+            what = f"a {frame.dtype} array of shape {frame.shape}"
+        else:
+            what = type(frame).__name__
         raise InputError(f"video frames must be uint8 arrays of shape (H, W, 3), got {what}")
     if 0 in frame.shape:
         raise InputError(f"video frames must not be empty, got shape {frame.shape}")

@@ -18,7 +18,7 @@ def group_norm(channels: int, groups: int, video: bool = False) -> nn.GroupNorm:
     return (FrameGroupNorm if video else nn.GroupNorm)(groups, channels, eps=1e-6)
 
 
-def conv(in_channels: int, out_channels: int, kernel_size: int, video: bool = False) -> nn.Module:
+def conv(in_channels: int, out_channels: int, kernel_size: int, video: bool = False) -> nn.Conv2d | nn.Conv3d:
     """A stride-1, size-preserving conv: Conv2d with zero padding, or a causal Conv3d."""
     if video:
         return CausalConv3d(in_channels, out_channels, kernel_size)
@@ -98,6 +98,7 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
+        assert self.conv.bias is not None  # built with a bias
         kernel, bias = phase_kernels(self.conv.weight), phase_bias(self.conv.bias)  # (4C, C, 2, 2), (4C,)
         y = F.conv2d(x, kernel, bias, padding=1)  # (B, 4C, h+1, w+1)
         return interleave_phases(y, h, w, channels_last=x.is_contiguous(memory_format=torch.channels_last))

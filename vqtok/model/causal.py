@@ -160,6 +160,7 @@ class UpsamplingCausalConv3d(CausalConv3d):
     def _conv(self, x: Tensor) -> Tensor:
         _, _, _, h, w = x.shape
         left, _, top, _ = self.spatial_padding
+        assert self.bias is not None  # built with a bias
         kernel, bias = phase_kernels(self.weight), phase_bias(self.bias)  # (4C, C, 3, 2, 2), (4C,)
         y = F.conv3d(x, kernel, bias, padding=(0, top, left))  # (B, 4C, n, h+1, w+1)
         return interleave_phases(y, h, w)  # (B, C, n, 2h, 2w)
@@ -231,5 +232,10 @@ class TileStreams:
             self.saved[self.current] = [m.stream_state() for m in self.parts]
         fresh = [None if isinstance(m, CausalConv3d) else False for m in self.parts]
         for m, state in zip(self.parts, self.saved.get(tile, fresh), strict=True):
-            m.load_stream_state(state)
+            if isinstance(m, Upsample3d):
+                assert isinstance(state, bool)
+                m.load_stream_state(state)
+            else:
+                assert not isinstance(state, bool)
+                m.load_stream_state(state)
         self.current = tile

@@ -5,6 +5,8 @@ An image model works on (B, C, H, W); a video model (``config.video``) is causal
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from torch import Tensor, nn
 
 from vqtok.config import QuantizerTraining, TokenizerConfig
@@ -16,6 +18,20 @@ from vqtok.model.quantizers import QuantizerOutput, build_quantizer
 QUANTIZER_PREFIX = "quantizer."
 ENCODER_PREFIXES = ("encoder.", "quant_conv.", QUANTIZER_PREFIX)
 DECODER_PREFIXES = ("post_quant_conv.", "decoder.")
+
+
+class _Architecture(TypedDict):
+    """The arguments the encoder and decoder share."""
+
+    base_channels: int
+    channel_mults: list[int]
+    num_res_blocks: int
+    z_channels: int
+    groups: int
+    attention: bool
+    grad_checkpoint: bool
+    video: bool
+    temporal_levels: int
 
 
 class VQVAE(nn.Module):
@@ -38,7 +54,7 @@ class VQVAE(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        arch = dict(
+        arch = _Architecture(
             base_channels=c.base_channels,
             channel_mults=c.channel_mults,
             num_res_blocks=c.num_res_blocks,
@@ -88,6 +104,6 @@ class VQVAE(nn.Module):
         }
 
     @property
-    def last_layer(self) -> nn.Parameter:
+    def last_layer(self) -> Tensor:
         """Weight of the decoder's final conv (the adaptive GAN weight balances gradients there)."""
         return self.decoder.conv_out.weight

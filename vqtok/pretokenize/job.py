@@ -16,11 +16,12 @@ from vqtok._version import __version__
 from vqtok.errors import FileFormatError, InputError
 from vqtok.export import DTYPES
 from vqtok.io.images import DEFAULT_MAX_PIXELS
+from vqtok.io.tensors import id_dtype
 from vqtok.pretokenize.lightning import EncodeModule, InputDataModule, ItemProgress, StoreWriter
 from vqtok.pretokenize.plan import check_store, count_results, merge, wait_for_units
 from vqtok.pretokenize.resolution import Resolution
 from vqtok.pretokenize.sources import expand_sources, label_roots
-from vqtok.store.layout import DTYPE_NAMES, STORE_FILE, StoreMeta, ids_dtype
+from vqtok.store.layout import DTYPE_NAMES, STORE_FILE, StoreMeta
 from vqtok.tokenizer import DEFAULT_CHUNK_FRAMES, Tokenizer, load
 
 LABEL_MODES = (None, "folder")  # --labels: none, or the ImageFolder layout (ROOT/CLASS/.../file)
@@ -98,7 +99,7 @@ def store_meta(tokenizer: Tokenizer, options: TokenizeOptions) -> StoreMeta:
         model_fingerprint=_store_fingerprint(tokenizer, Path(options.out)),
         config_hash=hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16],
         num_codes=tokenizer.codebook_size,
-        ids_dtype=DTYPE_NAMES[ids_dtype(tokenizer.codebook_size)],
+        ids_dtype=DTYPE_NAMES[id_dtype(tokenizer.codebook_size, "store")],
         video=tokenizer.is_video,
         # everything that changes the ids: a store is only extended or resumed with the same settings
         preprocess={

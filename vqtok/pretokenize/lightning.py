@@ -59,6 +59,7 @@ class EncodeModule(L.LightningModule):
         """
         assert self.tokenizer is not None
         error = ""
+        x: torch.Tensor | None = None
         try:
             x = pixels.float() / 127.5 - 1.0 if pixels.dtype == torch.uint8 else pixels
             ids = self.tokenizer.encode(x).cpu()  # (n, [t,] h, w)
@@ -74,6 +75,13 @@ class EncodeModule(L.LightningModule):
         if len(metas) == 1:
             return [_failure(metas[0], error)]
         return [r for k in range(len(metas)) for r in self._encode_group(pixels[k : k + 1], metas[k : k + 1])]
+
+
+def _units(trainer: L.Trainer) -> list[Unit]:
+    """This rank's units, from the trainer's :class:`InputDataModule`."""
+    datamodule = getattr(trainer, "datamodule", None)  # set by Trainer.predict; not in Lightning's types
+    assert isinstance(datamodule, InputDataModule)
+    return datamodule.units
 
 
 def _failure(meta: dict[str, Any], error: str) -> dict[str, Any]:
@@ -95,7 +103,7 @@ class StoreWriter(BasePredictionWriter):
         rank = trainer.global_rank
         self.units = {
             u.name: UnitWriter(self.store, u.name, len(u.sources), self.meta, self.shard_bytes, rank)
-            for u in trainer.datamodule.units
+            for u in _units(trainer)
         }
 
     def write_on_batch_end(
@@ -131,7 +139,7 @@ class ItemProgress(Callback):
         self.started = time.perf_counter()
         if self.enabled and trainer.is_global_zero:
             self.bar = tqdm(
-                total=sum(len(u.sources) for u in trainer.datamodule.units),  # this rank's inputs
+                total=sum(len(u.sources) for u in _units(trainer)),  # this rank's inputs
                 unit="item",
                 desc="tokenize",
                 dynamic_ncols=True,
@@ -198,6 +206,7 @@ class InputDataModule(L.LightningDataModule):
             self._lock = None
 
     def setup(self, stage: str) -> None:
+        assert self.trainer is not None  # Lightning attaches the trainer before setup
         rank, world = self.trainer.global_rank, self.trainer.world_size
         self.units = run_units(self.store)[rank::world]
 

@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, cast
 
 from vqtok.errors import ConfigError, FileFormatError
 from vqtok.store.layout import (
@@ -93,7 +94,8 @@ def plan_run(store: Path, sources: list[str], unit_items: int, retry_failed: boo
     """Append units for the new inputs to plan.jsonl and write run.json (rank 0 only, before any work)."""
     units = read_plan(store)
     finished = finished_units(store)
-    stored, failed = set(), set()
+    stored: set[str] = set()
+    failed: set[str] = set()
     for name in sorted(finished):
         for r in part_records(store / PARTS_DIR / f"{name}.jsonl"):
             (stored if isinstance(r, ItemRecord) else failed).add(r.source)
@@ -123,7 +125,8 @@ def read_plan(store: Path) -> list[Unit]:
     path = store / PLAN_FILE
     if not path.exists():
         return []
-    return [Unit(d["unit"], d["sources"]) for _, d in read_jsonl(path)]
+    rows = (cast("dict[str, Any]", d) for _, d in read_jsonl(path))  # as plan_run wrote them
+    return [Unit(d["unit"], d["sources"]) for d in rows]
 
 
 def run_units(store: Path) -> list[Unit]:

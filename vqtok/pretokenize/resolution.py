@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from vqtok.errors import InputError
+from vqtok.transforms import center_crop, resize, shorter_side_size
 
 
 @dataclass(frozen=True)
@@ -45,18 +45,15 @@ class Resolution:
     def _resized(self, height: int, width: int) -> tuple[int, int]:
         if self.resize is None:
             return height, width
-        scale = self.resize / min(height, width)
-        return max(1, round(height * scale)), max(1, round(width * scale))
+        return shorter_side_size(height, width, self.resize)
 
     def apply(self, x: Tensor, bounds: tuple[float, float] = (-1.0, 1.0)) -> Tensor:
         """(N, C, H, W) float images with values in ``bounds`` -> (N, C, H', W') sized by the policy."""
         H, W = x.shape[-2:]
         out_h, out_w = self.output_size(H, W)
         h, w = self._resized(H, W)
-        if (h, w) != (H, W):
-            x = F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False).clamp(*bounds)
-        top, left = (h - out_h) // 2, (w - out_w) // 2
-        return x[..., top : top + out_h, left : left + out_w]
+        x = resize(x, (h, w), clamp=bounds)  # x itself when (h, w) == (H, W)
+        return center_crop(x, out_h, out_w)  # output_size checked that the crop fits
 
     def apply_uint8(self, frames: Tensor) -> Tensor:
         """(N, C, H, W) uint8 -> resized/cropped uint8 (rounded), for video frames."""

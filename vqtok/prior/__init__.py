@@ -1,8 +1,9 @@
 """Priors over token grids: models that learn the distribution of a token store's ids and sample new grids.
 
 Pure torch (no Lightning): :class:`PriorConfig`, :class:`ARPrior` (next-token GPT with 3-axis rotary positions, a
-class token and label dropout for classifier-free guidance) trained on :class:`vqtok.store.PackedItems` with a
-block-diagonal causal mask, and :func:`sample`.
+class token and label dropout for classifier-free guidance) and :class:`MaskedPrior` (MaskGIT: cosine-scheduled
+masking, iterative parallel decoding), chosen by ``PriorConfig.objective`` (:func:`build_prior`), trained on
+:class:`vqtok.store.PackedItems` with block-diagonal masks, and :func:`sample`.
 
 >>> from vqtok.store import PackedItems
 >>> data = PackedItems("tokens/", seq_len=1024)
@@ -12,8 +13,27 @@ block-diagonal causal mask, and :func:`sample`.
 """
 
 from vqtok.prior.config import OBJECTIVES, PriorConfig
+from vqtok.prior.export import Prior, PriorInfo, load_prior, save_prior
 from vqtok.prior.layers import block_causal_mask
+from vqtok.prior.masked import MaskedPrior
 from vqtok.prior.model import ARPrior
 from vqtok.prior.sampling import sample
 
-__all__ = ["OBJECTIVES", "ARPrior", "PriorConfig", "block_causal_mask", "sample"]
+__all__ = [
+    "OBJECTIVES",
+    "ARPrior",
+    "MaskedPrior",
+    "Prior",
+    "PriorConfig",
+    "PriorInfo",
+    "block_causal_mask",
+    "build_prior",
+    "load_prior",
+    "sample",
+    "save_prior",
+]
+
+
+def build_prior(config: PriorConfig) -> ARPrior | MaskedPrior:
+    """The prior ``config.objective`` names: "ar" -> :class:`ARPrior`, "maskgit" -> :class:`MaskedPrior`."""
+    return MaskedPrior(config) if config.objective == "maskgit" else ARPrior(config)

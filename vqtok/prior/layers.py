@@ -31,6 +31,9 @@ class Rotary3d(nn.Module):
     then depend on the offsets between positions only, for grids of any size, images (t = 0) and videos alike.
     """
 
+    freqs: Tensor  # (pairs,) float32
+    axis: Tensor  # (pairs,) int64
+
     def __init__(self, head_dim: int, base: float) -> None:
         super().__init__()
         pairs = head_dim // 2

@@ -42,9 +42,9 @@ class TokenTransformer(nn.Module):
         self.norm = nn.RMSNorm(config.dim)
         self.head = nn.Linear(config.dim, config.num_codes, bias=False)
         self.apply(_init_weights)
-        for block in self.blocks:  # scaled residual branches (GPT-2): the stream's variance stays near 1 with depth
-            for out in (block.attn.proj, block.mlp.down):
-                nn.init.normal_(out.weight, std=0.02 / (2 * config.depth) ** 0.5)
+        for name, weight in self.blocks.named_parameters():  # scaled residual branches (GPT-2): the stream's
+            if name.endswith(("attn.proj.weight", "mlp.down.weight")):  # variance stays near 1 with depth
+                nn.init.normal_(weight, std=0.02 / (2 * config.depth) ** 0.5)
 
     def run(self, x: Tensor, coords: Tensor, mask: Tensor | None) -> Tensor:
         """Input embeddings x (B, L, dim) at coords int64 (B, L, 3), attention mask bool (B, 1, L, L) -> logits

@@ -37,13 +37,7 @@ SHARDS_DIR = "shards"
 SHARD_TENSOR = "ids"  # the name of the flat id tensor inside every shard
 
 
-def ids_dtype(num_codes: int) -> torch.dtype:
-    """The smallest integer dtype that holds ids in [0, num_codes): uint8, uint16 or int32."""
-    if num_codes <= 2**8:
-        return torch.uint8
-    return torch.uint16 if num_codes <= 2**16 else torch.int32
-
-
+# the dtypes of vqtok.io.tensors.id_dtype(num_codes, "store"), by their names in store.json
 DTYPE_NAMES = {torch.uint8: "uint8", torch.uint16: "uint16", torch.int32: "int32"}
 
 

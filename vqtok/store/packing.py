@@ -128,23 +128,31 @@ class PackedItems(Dataset):
         seq_len: positions per sequence; every item must fit (at most ``seq_len`` ids).
         seed: shuffles the order of items of equal length before packing (None: store order), so different seeds
             give different groupings at the same fill.
+        items: pack only these store indices (e.g. a training or held-out split); None: every item.
 
     Raises:
-        InputError: an invalid ``seq_len``, an empty store, or an item longer than ``seq_len``.
+        InputError: an invalid ``seq_len``, no items, or an item longer than ``seq_len``.
     """
 
-    def __init__(self, store: TokenStore | str | os.PathLike[str], seq_len: int, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        store: TokenStore | str | os.PathLike[str],
+        seq_len: int,
+        seed: int | None = None,
+        items: Sequence[int] | None = None,
+    ) -> None:
         if not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len < 1:
             raise InputError(f"seq_len must be a positive int, got {seq_len!r}")
         self.store = store if isinstance(store, TokenStore) else TokenStore(store)
         self.seq_len = seq_len
         self.pad_id = self.store.meta.num_codes
-        lengths = [r.length for r in self.store.records]
-        if not lengths:
+        chosen = list(range(len(self.store))) if items is None else [int(i) for i in items]
+        if not chosen:
             raise InputError(f"the store {self.store.path} has no items to pack")
-        longest = max(range(len(lengths)), key=lambda i: lengths[i])
+        lengths = [self.store.records[i].length for i in chosen]
+        longest = max(range(len(lengths)), key=lambda k: lengths[k])
         if lengths[longest] > seq_len:
-            r = self.store.records[longest]
+            r = self.store.records[chosen[longest]]
             raise InputError(
                 f"{r.source!r} has {lengths[longest]} ids (grid {r.grid}), more than seq_len={seq_len}: items are "
                 f"packed whole, so seq_len must be at least the longest item's {lengths[longest]}"
@@ -152,7 +160,8 @@ class PackedItems(Dataset):
         order = None
         if seed is not None:
             order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed)).tolist()
-        self.sequences = pack_best_fit(lengths, seq_len, order)  # item indices of each sequence
+        bins = pack_best_fit(lengths, seq_len, order)
+        self.sequences = [[chosen[k] for k in b] for b in bins]  # store indices of each sequence's items
         self.real_tokens = sum(lengths)
 
     @property

@@ -62,7 +62,7 @@ class TokenStore:
         self.records = [ItemRecord.from_json(d, f"{manifest}:{n}") for n, d in read_jsonl(manifest)]
         self._index = {r.source: i for i, r in enumerate(self.records)}
         self._labels = self._read_labels(manifest)
-        self._shards: OrderedDict[str, object] = OrderedDict()
+        self._shards: OrderedDict[str, safe_open] = OrderedDict()
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -145,7 +145,7 @@ class TokenStore:
             raise FileFormatError(f"{record.shard}: ids of {record.source!r} lie outside [0, {self.meta.num_codes})")
         return ids.view(*record.grid)
 
-    def _shard(self, name: str):  # noqa: ANN202 - a safetensors safe_open handle
+    def _shard(self, name: str) -> safe_open:
         if os.getpid() != self._pid:  # a forked DataLoader worker: open its own handles
             self._shards.clear()
             self._pid = os.getpid()

@@ -11,7 +11,6 @@ and only from local files: nothing is downloaded.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +31,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def load_checkpoint(
-        self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None
+        self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         if not _is_local_file_protocol(path):  # Lightning would download a URL and unpickle it (weights_only=False)
             raise TrainingError(f"cannot resume from {path}: vqtok reads checkpoints from local files only")
         kwargs = {} if map_location is None else {"map_location": map_location}
         return super().load_checkpoint(path, weights_only=True, **kwargs)  # --weights_only false is not honoured
 
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None
-    ) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         if not _is_local_file_protocol(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.fabric.loggers import Logger
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
 from vqtok.io.images import save_image
@@ -27,7 +29,7 @@ def reconstruction_grid(x: Tensor, x_rec: Tensor, max_images: int = 8) -> Tensor
     return ((torch.cat([top, bottom], dim=-2).clamp(-1, 1) + 1) / 2).cpu()
 
 
-def log_reconstructions(loggers: list[Logger], x: Tensor, x_rec: Tensor, step: int, tag: str) -> None:
+def log_reconstructions(loggers: Sequence[Logger], x: Tensor, x_rec: Tensor, step: int, tag: str) -> None:
     """Send the grid to every TensorBoard logger; other loggers get a PNG in ``<log_dir>/images/``."""
     grid = reconstruction_grid(x, x_rec)
     for logger in loggers:

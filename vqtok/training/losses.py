@@ -36,9 +36,7 @@ def hinge_g_loss(logits_fake: Tensor) -> Tensor:
     return -logits_fake.float().mean()
 
 
-def adaptive_weight(
-    rec_loss: Tensor, g_loss: Tensor, last_layer: torch.nn.Parameter, max_weight: float = 1e4
-) -> Tensor:
+def adaptive_weight(rec_loss: Tensor, g_loss: Tensor, last_layer: Tensor, max_weight: float = 1e4) -> Tensor:
     """VQGAN's adaptive GAN weight: balance the two gradients at the decoder's last layer.
 
     ``w = ||d rec_loss / d last_layer|| / (||d g_loss / d last_layer|| + 1e-4)``, clamped to ``[0, max_weight]``.

@@ -11,11 +11,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.data import AttributeDict
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 
 from vqtok.config import CHECKPOINT_CONFIG_KEY, QuantizerTraining, TokenizerConfig
@@ -66,6 +69,8 @@ class TokenizerTraining(L.LightningModule):
             weights from the checkpoint, so the export may since have moved or gone.
     """
 
+    batches_seen: Tensor  # () int64 buffer: training batches so far (checkpointed; drives the schedules)
+
     def __init__(
         self,
         tokenizer: TokenizerConfig,
@@ -107,13 +112,20 @@ class TokenizerTraining(L.LightningModule):
         self.config = tokenizer
         self.model = VQVAE(tokenizer, quantizer_training, gradient_checkpointing)
         self.memory_format = torch.channels_last if channels_last and not tokenizer.video else torch.contiguous_format
-        self.model.to(memory_format=self.memory_format)
+        self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]  # torch's stubs omit it
         self.discriminator = PatchDiscriminator(tokenizer.in_channels, disc_channels, disc_layers, tokenizer.video)
         self.perceptual = _build_perceptual(perceptual_weight, perceptual_weights)
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
         self.nonfinite_in_row = 0
         self._last_parts: dict[str, Tensor] = {}  # the last readable pixels of each kind, by metric prefix
         self.failed_images = 0  # unreadable files met by this rank in the current epoch
+
+    @property
+    def hparams(self) -> AttributeDict:
+        """The ``__init__`` arguments as ``save_hyperparameters`` saved them, read by attribute."""
+        hparams = super().hparams
+        assert isinstance(hparams, AttributeDict)
+        return hparams
 
     def on_fit_start(self) -> None:
         """Start from ``init_from`` when a run starts fresh; a resumed run (``trainer.ckpt_path`` set, its weights
@@ -188,7 +200,9 @@ class TokenizerTraining(L.LightningModule):
         if not parts:
             raise FileFormatError("the first training batch has no readable image or video; check data.root")
         self._last_parts = {name: x.detach() for name, x in parts.items()}
-        opt_g, opt_d = self.optimizers()
+        optimizers = self.optimizers()
+        assert isinstance(optimizers, list)  # configure_optimizers returns two
+        opt_g, opt_d = optimizers
         lr = self.learning_rate_at(int(self.batches_seen))
         for group in (*opt_g.param_groups, *opt_d.param_groups):
             group["lr"] = lr
@@ -197,10 +211,10 @@ class TokenizerTraining(L.LightningModule):
         with self.toggled_optimizer(opt_g):
             outputs = [(name, x, *self.model(x)) for name, x in sorted(parts.items())]  # (prefix, x, x_rec, q)
             losses = _sum_terms([self.reconstruction_loss(x, x_rec) for _, x, x_rec, _ in outputs])
-            quant_loss = sum(q.loss for *_, q in outputs)
+            quant_loss = _total(q.loss for *_, q in outputs)
             loss_g = losses["rec"] + quant_loss
             if gan_active:
-                losses["g_adv"] = sum(hinge_g_loss(self.discriminator(x_rec)) for _, _, x_rec, _ in outputs)
+                losses["g_adv"] = _total(hinge_g_loss(self.discriminator(x_rec)) for _, _, x_rec, _ in outputs)
                 losses["adaptive_weight"] = adaptive_weight(losses["rec"], losses["g_adv"], self.model.last_layer)
                 loss_g = loss_g + self.hparams.disc_weight * losses["adaptive_weight"] * losses["g_adv"]
             finite = self._all_finite(loss_g)
@@ -208,7 +222,7 @@ class TokenizerTraining(L.LightningModule):
 
         if gan_active and finite:
             with self.toggled_optimizer(opt_d):
-                loss_d = sum(
+                loss_d = _total(
                     hinge_d_loss(self.discriminator(x.detach()), self.discriminator(x_rec.detach()))
                     for _, x, x_rec, _ in outputs
                 )
@@ -241,7 +255,7 @@ class TokenizerTraining(L.LightningModule):
             )
         return False
 
-    def _optimizer_step(self, opt: torch.optim.Optimizer, loss: Tensor, finite: bool) -> None:
+    def _optimizer_step(self, opt: LightningOptimizer, loss: Tensor, finite: bool) -> None:
         """Backward always runs (DDP expects it after every forward); the update only when the loss is finite."""
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
@@ -249,7 +263,9 @@ class TokenizerTraining(L.LightningModule):
             opt.zero_grad(set_to_none=True)
             return
         if self.hparams.grad_clip > 0:
-            self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+            # Lightning's docs pass the LightningOptimizer wrappers of self.optimizers(); its annotation says Optimizer.
+            clip = self.hparams.grad_clip
+            self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")  # type: ignore[arg-type]
         opt.step()
 
     def _log_train(self, outputs: list[tuple[str, Tensor, Tensor, QuantizerOutput]], losses: dict[str, Tensor]) -> None:
@@ -260,7 +276,7 @@ class TokenizerTraining(L.LightningModule):
             metrics[f"codebook/{name}perplexity_batch"] = q.perplexity
             if name:  # a video tokenizer's image part: its own count besides the step's total
                 metrics[f"codebook/{name}dead_codes"] = q.num_dead
-        metrics["codebook/dead_codes"] = sum(q.num_dead for *_, q in outputs)  # every part's restarts
+        metrics["codebook/dead_codes"] = _total(q.num_dead for *_, q in outputs)  # every part's restarts
         self.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False)
         every = self.hparams.image_log_every_n_steps
         if every > 0 and (int(self.batches_seen) - 1) % every == 0 and self.trainer.is_global_zero:
@@ -312,7 +328,11 @@ class TokenizerTraining(L.LightningModule):
         self.log_dict(epoch_stats, rank_zero_only=True)
         shared = self.model.quantizer.synchronized_tensors()
         if self.trainer.world_size > 1 and shared:  # every rank must hold identical ones; a non-zero value is a bug
-            diffs = [(t - t[0]).abs().max() for t in (self.all_gather(v.detach()) for v in shared.values())]
+            diffs = []
+            for v in shared.values():
+                t = self.all_gather(v.detach())  # (world_size, *v.shape)
+                assert isinstance(t, Tensor)
+                diffs.append((t - t[0]).abs().max())
             self.log("codebook/rank_max_diff", torch.stack(diffs).max(), rank_zero_only=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -359,7 +379,14 @@ def _frames(x: Tensor) -> Tensor:
 
 def _sum_terms(terms: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     """Add loss dicts key by key (each part's terms are means over its own pixels)."""
-    return {k: sum(t[k] for t in terms) for k in terms[0]}
+    return {k: _total(t[k] for t in terms) for k in terms[0]}
+
+
+def _total(values: Iterable[Tensor]) -> Tensor:
+    """``sum`` of tensors, typed as a tensor (there is always at least one: a batch has at least one part)."""
+    total = sum(values)
+    assert isinstance(total, Tensor), "nothing to sum"
+    return total
 
 
 def _initialise(model: VQVAE, export_dir: str) -> None:

@@ -67,6 +67,9 @@ class PerceptualLoss(nn.Module):
         ConfigError: If the file is missing, unreadable, not a plain tensor dict, or lacks keys / has wrong shapes.
     """
 
+    shift: Tensor  # (1, 3, 1, 1) buffer
+    scale: Tensor  # (1, 3, 1, 1) buffer
+
     def __init__(self, weights_path: str) -> None:
         super().__init__()
         self.features = _build_vgg16_features()

@@ -36,6 +36,8 @@ class Quantizer(nn.Module, ABC):
     a private random generator whose state a training checkpoint keeps.
     """
 
+    epoch_counts: Tensor  # (K,) buffer
+
     def __init__(self, codebook_size: int, code_dim: int) -> None:
         super().__init__()
         self.codebook_size = codebook_size  # K

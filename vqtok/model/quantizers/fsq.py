@@ -22,6 +22,10 @@ class FiniteScalarQuantizer(Quantizer):
         levels: number of levels per channel (D = len(levels)); each at least 2.
     """
 
+    _levels: Tensor  # (D,) buffer
+    _half_width: Tensor  # (D,) buffer
+    _basis: Tensor  # (D,) buffer
+
     def __init__(self, levels: list[int]) -> None:
         super().__init__(math.prod(levels), len(levels))
         self.levels = list(levels)

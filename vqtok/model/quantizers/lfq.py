@@ -28,6 +28,8 @@ class LookupFreeQuantizer(Quantizer):
         group_bits: the largest sub-codebook the entropy is computed over is 2^group_bits codes.
     """
 
+    _powers: Tensor  # (K,) buffer
+
     def __init__(
         self,
         bits: int,

@@ -63,6 +63,11 @@ class VectorQuantizer(Quantizer):
         eps: Laplace smoothing constant for EMA cluster sizes.
     """
 
+    embed: Tensor  # (K, D) buffer (EMA codebook) or nn.Parameter (learned codebook)
+    embed_sum: Tensor  # (K, D) buffer, EMA codebooks only
+    cluster_size: Tensor  # (K,) buffer
+    initialized: Tensor  # () bool buffer
+
     def __init__(
         self,
         num_codes: int,

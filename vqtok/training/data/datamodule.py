@@ -54,7 +54,8 @@ class SplitDataModule(L.LightningDataModule):
         if trainer is not None:
             # The epoch Lightning will pass to set_epoch, set now: a resumed run builds the iterator before that
             # call, and workers draw their first indices as soon as the iterator exists.
-            sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+            # Lightning types `current` as the base tracker; the fit loop's epoch progress holds a _ProcessedTracker.
+            sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]
         return StatefulDataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -87,7 +88,7 @@ class SplitDataModule(L.LightningDataModule):
     def _dataset(self, name: str) -> Dataset:
         dataset = getattr(self, name)
         if dataset is None:
-            self.setup()
+            self.setup("fit")  # builds both data sets, whatever the stage
             dataset = getattr(self, name)
         return dataset
 
@@ -202,7 +203,10 @@ class ImageDataModule(SplitDataModule):
         )
         logger.info(
             "data.photos %s: %d training and %d validation photos, %.0f%% of training items real",
-            self.photos, len(train_files), len(val_files), 100 * self.real_fraction,
+            self.photos,
+            len(train_files),
+            len(val_files),
+            100 * self.real_fraction,
         )
 
     def _split(

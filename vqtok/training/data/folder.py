@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from vqtok.errors import ConfigError, FileFormatError
 from vqtok.io.images import list_images, read_image
 from vqtok.training.data.sampling import SampleKey, as_key
+from vqtok.transforms import center_crop, resize_shorter_side
 
 __all__ = ["ImageFolder", "collate_images"]
 
@@ -78,7 +78,7 @@ class ImageFolder(Dataset):
         """Training view of a (3, H, W) image in [0, 1]: random zoom, random crop, random flip -> (3, S, S)."""
         size = self.image_size
         shorter = int(torch.randint(size, int(_MAX_TRAIN_ZOOM * size) + 1, (), generator=g).item())
-        x = _resize_shorter_side(x, shorter, size)
+        x = resize_shorter_side(x, shorter, size)
         top = int(torch.randint(0, x.shape[1] - size + 1, (), generator=g).item())
         left = int(torch.randint(0, x.shape[2] - size + 1, (), generator=g).item())
         x = x[:, top : top + size, left : left + size]
@@ -89,25 +89,8 @@ class ImageFolder(Dataset):
     def _centre_crop(self, x: torch.Tensor) -> torch.Tensor:
         """Evaluation view of a (3, H, W) image in [0, 1]: shorter side to S, centre crop -> (3, S, S)."""
         size = self.image_size
-        x = _resize_shorter_side(x, size, size)
-        top, left = (x.shape[1] - size) // 2, (x.shape[2] - size) // 2
-        return x[:, top : top + size, left : left + size].contiguous()
-
-
-def _resize_shorter_side(x: torch.Tensor, shorter: int, minimum: int) -> torch.Tensor:
-    """Resize a (3, H, W) image in [0, 1] so that its shorter side is ``shorter`` (both sides >= ``minimum``).
-
-    Antialiased bicubic (so downscaling averages instead of aliasing), clamped back to [0, 1] because bicubic
-    overshoots at edges. Returns the input unchanged when the size already matches.
-    """
-    _, height, width = x.shape
-    scale = shorter / min(height, width)
-    new_height = max(minimum, round(height * scale))
-    new_width = max(minimum, round(width * scale))
-    if (new_height, new_width) == (height, width):
-        return x
-    y = F.interpolate(x[None], size=(new_height, new_width), mode="bicubic", antialias=True, align_corners=False)
-    return y[0].clamp_(0.0, 1.0)
+        x = resize_shorter_side(x, size, size)  # both sides >= S, so the crop is S x S
+        return center_crop(x, size).contiguous()
 
 
 def collate_images(items: list[torch.Tensor | None]) -> dict[str, torch.Tensor | int]:

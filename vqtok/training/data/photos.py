@@ -14,14 +14,13 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from vqtok.errors import ConfigError, FileFormatError
 from vqtok.io.images import read_image
-from vqtok.training.data.folder import _resize_shorter_side
 from vqtok.training.data.procedural import ProceduralImages
 from vqtok.training.data.sampling import SampleKey, as_key
+from vqtok.transforms import center_crop, resize, resize_shorter_side
 
 __all__ = ["MixedImages", "PhotoCrops", "is_real", "random_view"]
 
@@ -46,15 +45,14 @@ def random_view(x: torch.Tensor, size: int, jitter: float, g: torch.Generator) -
         jitter: half-width of the colour factors' range (0 for none).
         g: the generator of this draw (``SampleKey.generator()``); every random number comes from it.
     """
-    x = _resize_shorter_side(x, max(size, min(x.shape[1:])), size)  # upscale only images smaller than S
+    x = resize_shorter_side(x, max(size, min(x.shape[1:])), size)  # upscale only images smaller than S
     shorter = min(x.shape[1:])
     u = torch.rand((), generator=g).item()
     side = min(shorter, max(size, round(math.exp(math.log(size) + u * (math.log(shorter) - math.log(size))))))
     top = int(torch.randint(0, x.shape[1] - side + 1, (), generator=g).item())
     left = int(torch.randint(0, x.shape[2] - side + 1, (), generator=g).item())
     x = x[:, top : top + side, left : left + side]  # (3, side, side)
-    if side != size:
-        x = F.interpolate(x[None], size=(size, size), mode="bicubic", antialias=True, align_corners=False)[0]
+    x = resize(x, (size, size), clamp=None)  # not clamped here: the jitter below works on the overshoot, then clamps
     if torch.rand((), generator=g) < 0.5:
         x = x.flip(-1)
     brightness, contrast, saturation = (1.0 + jitter * (2.0 * torch.rand(3, generator=g) - 1.0)).tolist()
@@ -108,9 +106,8 @@ class PhotoCrops(Dataset):
         if train:
             x = random_view(x, self.image_size, self.jitter, key.generator())
         else:
-            x = _resize_shorter_side(x, self.image_size, self.image_size)
-            top, left = (x.shape[1] - self.image_size) // 2, (x.shape[2] - self.image_size) // 2
-            x = x[:, top : top + self.image_size, left : left + self.image_size].contiguous()
+            x = resize_shorter_side(x, self.image_size, self.image_size)
+            x = center_crop(x, self.image_size).contiguous()
         return x * 2.0 - 1.0
 
 

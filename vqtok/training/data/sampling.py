@@ -10,7 +10,8 @@ anything else that draws from them between a checkpoint and a resume can change 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +20,8 @@ from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 __all__ = ["KeyedSampler", "SampleKey", "as_key"]
 
 
-class SampleKey(NamedTuple):
+@dataclass(frozen=True)
+class SampleKey:
     """One draw of a training item: which item, and the seed of its random augmentation."""
 
     index: int  # position in the data set
@@ -75,6 +77,6 @@ class KeyedSampler(StatefulDistributedSampler):
         super().load_state_dict(state_dict)
         self.epoch = int(state_dict["epoch"])
 
-    def __iter__(self) -> Iterator[SampleKey]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[SampleKey]:
         for index in super().__iter__():  # resumes at the loaded position
             yield SampleKey(index, _mix(self.seed, self.epoch, index))

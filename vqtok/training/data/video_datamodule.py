@@ -4,8 +4,9 @@ there is none), each batch mixed with as many still images so a joint image/vide
 from __future__ import annotations
 
 import logging
+from collections.abc import Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -22,6 +23,14 @@ logger = logging.getLogger(__name__)
 _TRAIN_STREAM, _VAL_STREAM = 0, 1  # procedural sub-streams: validation never repeats a training clip
 
 
+class _ClipOptions(TypedDict):
+    """How :class:`VideoFolder` cuts clips from a file (the data module's arguments of the same names)."""
+
+    fps: float | None
+    frame_stride: int
+    segment_seconds: float
+
+
 class MixedClips(Dataset):
     """Item i: ``{"video": clip i, "image": image i mod len(images)}`` (no "image" without an image set); a
     :class:`SampleKey` gives the image a seed of its own, derived from the clip's.
@@ -34,13 +43,13 @@ class MixedClips(Dataset):
         self.images = images
 
     def __len__(self) -> int:
-        return len(self.videos)
+        return len(cast(Sized, self.videos))  # map-style data sets; torch's Dataset type leaves __len__ out
 
     def __getitem__(self, key: int | SampleKey) -> dict[str, torch.Tensor | None]:
         key = as_key(key)
         item = {"video": self.videos[key]}
         if self.images is not None:
-            item["image"] = self.images[key.child(key.index % len(self.images), stream=1)]
+            item["image"] = self.images[key.child(key.index % len(cast(Sized, self.images)), stream=1)]
         return item
 
 
@@ -54,7 +63,7 @@ def collate_mixed(items: list[dict[str, torch.Tensor | None]]) -> dict[str, Any]
     for key, name in (("video", "videos"), ("image", "images")):
         if key not in items[0]:
             continue
-        good = [item[key] for item in items if item[key] is not None]
+        good = [x for item in items if (x := item[key]) is not None]
         batch["num_failed"] += len(items) - len(good)
         batch[name] = torch.stack(good) if good else torch.empty(0)
     return batch
@@ -115,7 +124,7 @@ class VideoDataModule(SplitDataModule):
         self.root = root
         self.num_frames = num_frames
         self.image_size = image_size
-        self.clip_options = dict(fps=fps, frame_stride=frame_stride, segment_seconds=segment_seconds)
+        self.clip_options = _ClipOptions(fps=fps, frame_stride=frame_stride, segment_seconds=segment_seconds)
         self.train_samples = train_samples
         self.val_samples = val_samples
         self.val_fraction = val_fraction

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from vqtok.errors import ConfigError, FileFormatError
 from vqtok.io.video import VideoInfo, list_videos, probe_video, sample_clip
 from vqtok.training.data.sampling import SampleKey, as_key
+from vqtok.transforms import resize, shorter_side_size
 
 __all__ = ["VideoFolder"]
 
@@ -132,8 +132,7 @@ class VideoFolder(Dataset):
         S = self.image_size
         T, H, W, _ = clip.shape
         shorter = int(torch.randint(S, int(_MAX_TRAIN_ZOOM * S) + 1, (), generator=g)) if self.train else S
-        scale = shorter / min(H, W)
-        size = (max(S, round(H * scale)), max(S, round(W * scale)))
+        size = shorter_side_size(H, W, shorter, minimum=S)
         if self.train:
             top = int(torch.randint(size[0] - S + 1, (), generator=g))
             left = int(torch.randint(size[1] - S + 1, (), generator=g))
@@ -143,8 +142,7 @@ class VideoFolder(Dataset):
         out = torch.empty(T, 3, S, S)
         for t in range(0, T, _RESIZE_CHUNK):  # bounded memory: only a few frames are float at full size
             x = clip[t : t + _RESIZE_CHUNK].permute(0, 3, 1, 2).float() / 255.0  # (n, 3, H, W) in [0, 1]
-            if size != (H, W):
-                x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+            x = resize(x, size)  # clamped to [0, 1]
             out[t : t + _RESIZE_CHUNK] = x[..., top : top + S, left : left + S]
         if flip:
             out = out.flip(-1)
