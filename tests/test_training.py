@@ -189,25 +189,36 @@ def test_two_process_ddp_fit_keeps_codebooks_identical(tmp_path):
     assert int(ckpt["state_dict"]["batches_seen"]) == 24  # limit_train_batches counts per rank
 
 
-@pytest.mark.slow
-def test_tiny_model_overfits_a_small_image_set():
-    """Stated target: 8 procedural 32x32 images reconstructed at >= 26 dB PSNR after 300 steps (no GAN).
+# The tiny architecture with each quantizer at the same 9 bits per token, and the floor each must reach on 8
+# procedural 32x32 images after 300 steps (no GAN), about 3 dB under what each measured on this project's 2-core
+# machine (AMD EPYC, torch 2.13 CPU, one thread): VQ 32.5 dB, FSQ 30.0 dB, LFQ 32.4 dB.
+QUANTIZER_RUNS = {
+    "vq": ({}, 29.0),  # VQ-512: l2-normalised 8-dim codes, EMA, restarts
+    "fsq": ({"quantizer": "fsq", "levels": [8, 8, 8], "code_dim": 3}, 27.0),  # 512 codes, nothing learned
+    "lfq": ({"quantizer": "lfq", "code_dim": 9}, 29.0),  # 2^9 codes, entropy loss
+}
 
-    Measured 29.0 dB on this machine."""
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", QUANTIZER_RUNS)
+def test_tiny_model_overfits_a_small_image_set(kind):
+    """Stated target per quantizer: 8 procedural 32x32 images reconstructed at the floor in QUANTIZER_RUNS."""
+    overrides, floor = QUANTIZER_RUNS[kind]
+    assert overfit_psnr(TokenizerConfig.from_name("tiny", **overrides)) >= floor
+
+
+def overfit_psnr(config: TokenizerConfig, steps: int = 300) -> float:
+    """PSNR (dB) of ``config`` on 8 procedural 32x32 images after ``steps`` Adam steps on them (no GAN)."""
     L.seed_everything(0, verbose=False)
     images = [ProceduralImages(8, 32, seed=3)[i] for i in range(8)]
-    loader = DataLoader(images * 300, batch_size=8, collate_fn=collate_images)  # 300 batches of the same 8 images
-    module = TokenizerTraining(
-        TokenizerConfig.from_name("tiny"), learning_rate=1e-3, disc_weight=0.0, l2_weight=1.0, image_log_every_n_steps=0
-    )
-    trainer = quiet_trainer()
-    trainer.fit(module, train_dataloaders=loader)
+    loader = DataLoader(images * steps, batch_size=8, collate_fn=collate_images)  # the same 8 images every batch
+    module = TokenizerTraining(config, learning_rate=1e-3, disc_weight=0.0, l2_weight=1.0, image_log_every_n_steps=0)
+    quiet_trainer().fit(module, train_dataloaders=loader)
     x = torch.stack(images)
     module.eval()
     with torch.no_grad():
         x_rec = module(x).clamp(-1, 1)
-    psnr = vqtok.metrics.psnr(x_rec, x).mean().item()
-    assert psnr >= 26.0, psnr
+    return vqtok.metrics.psnr(x_rec, x).mean().item()
 
 
 def test_a_batch_with_no_readable_image_repeats_the_previous_one():
