@@ -64,13 +64,9 @@ class ImageFolder(Dataset):
     def __getitem__(self, key: int | SampleKey) -> torch.Tensor | None:
         """Crop of item ``key`` as a float32 tensor (3, S, S) in [-1, 1], or ``None`` if its file cannot be read."""
         key = as_key(key)
-        path = self.files[key.index]
-        try:
-            image = read_image(path)  # (H, W, 3) float32 in [0, 1]
-        except FileFormatError as e:
-            logger.warning("skipping image %s: %s", path, e)
+        x = read_chw(self.files[key.index], "image")
+        if x is None:
             return None
-        x = torch.from_numpy(image).permute(2, 0, 1)  # (3, H, W)
         x = self._random_crop(x, key.generator()) if self.train else self._centre_crop(x)
         return x * 2.0 - 1.0
 
@@ -91,6 +87,17 @@ class ImageFolder(Dataset):
         size = self.image_size
         x = resize_shorter_side(x, size, size)  # both sides >= S, so the crop is S x S
         return center_crop(x, size).contiguous()
+
+
+def read_chw(path: Path, what: str) -> torch.Tensor | None:
+    """An image file as float32 (3, H, W) in [0, 1], or ``None`` (and a warning naming ``what`` and the file) when
+    it cannot be read: training goes on without it."""
+    try:
+        image = read_image(path)  # (H, W, 3) float32 in [0, 1]
+    except FileFormatError as e:
+        logger.warning("skipping %s %s: %s", what, path, e)
+        return None
+    return torch.from_numpy(image).permute(2, 0, 1)
 
 
 def collate_images(items: list[torch.Tensor | None]) -> dict[str, torch.Tensor | int]:

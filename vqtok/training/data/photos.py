@@ -9,22 +9,20 @@ views are the same in every DataLoader worker and after a resume.
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
-from vqtok.errors import ConfigError, FileFormatError
-from vqtok.io.images import read_image
+from vqtok.errors import ConfigError
+from vqtok.training.data.folder import read_chw
 from vqtok.training.data.procedural import ProceduralImages
 from vqtok.training.data.sampling import SampleKey, as_key
 from vqtok.transforms import center_crop, resize, resize_shorter_side
 
 __all__ = ["MixedImages", "PhotoCrops", "is_real", "random_view"]
 
-logger = logging.getLogger(__name__)
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)  # Rec. 601 weights for the grey of the jitter
 
@@ -96,13 +94,9 @@ class PhotoCrops(Dataset):
         """View of photo ``key.index`` as float32 (3, S, S) in [-1, 1], or ``None`` if the file cannot be read."""
         train = isinstance(key, SampleKey)
         key = as_key(key)
-        path = self.files[key.index]
-        try:
-            image = read_image(path)  # (H, W, 3) float32 in [0, 1]
-        except FileFormatError as e:
-            logger.warning("skipping photo %s: %s", path, e)
+        x = read_chw(self.files[key.index], "photo")  # (3, H, W) in [0, 1]
+        if x is None:
             return None
-        x = torch.from_numpy(image).permute(2, 0, 1)  # (3, H, W)
         if train:
             x = random_view(x, self.image_size, self.jitter, key.generator())
         else:
