@@ -1,11 +1,14 @@
-"""PatchDiscriminator shapes and init, hinge losses on known logits, and the adaptive GAN weight."""
+"""PatchDiscriminator shapes and init, hinge losses on known logits, the adaptive GAN weight and 1 - SSIM."""
 
 import pytest
 import torch
 
+from vqtok.config import TokenizerConfig
 from vqtok.errors import ConfigError
+from vqtok.metrics import ssim
 from vqtok.training.discriminator import PatchDiscriminator
-from vqtok.training.losses import adaptive_weight, hinge_d_loss, hinge_g_loss
+from vqtok.training.losses import adaptive_weight, hinge_d_loss, hinge_g_loss, ssim_loss
+from vqtok.training.module import TokenizerTraining
 
 
 @pytest.mark.parametrize(("size", "patches"), [(64, 6), (256, 30)])
@@ -73,3 +76,26 @@ def test_adaptive_weight_finite_under_bf16_autocast():
         rec, gan = _tiny_losses(layer, x)
         weight = adaptive_weight(rec, gan, layer.weight)
     assert weight.dtype == torch.float32 and torch.isfinite(weight) and weight > 0
+
+
+def test_ssim_loss_is_one_minus_the_metric_and_trains_the_reconstruction():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    noisy = (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(-1, 1).requires_grad_(True)
+    loss = ssim_loss(noisy, x)
+    # pytorch-msssim against vqtok's own metric (the figure the card reports): the same SSIM definition
+    assert float(loss) == pytest.approx(1 - float(ssim(noisy.detach(), x).mean()), abs=1e-5)
+    assert float(ssim_loss(x, x)) == pytest.approx(0.0, abs=1e-6)
+    loss.backward()
+    with torch.no_grad():  # a step against the gradient raises SSIM
+        assert float(ssim_loss(noisy - 0.05 * noisy.grad.sign(), x)) < float(loss)
+
+
+def test_ssim_weight_adds_the_term_to_the_reconstruction_loss():
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    y = (x + 0.1).clamp(-1, 1)
+    config = TokenizerConfig.from_name("tiny")
+    plain = TokenizerTraining(config, l1_weight=1.0, l2_weight=1.0).reconstruction_loss(x, y)
+    with_ssim = TokenizerTraining(config, l1_weight=1.0, l2_weight=1.0, ssim_weight=0.5).reconstruction_loss(x, y)
+    assert "ssim_loss" not in plain
+    assert float(with_ssim["rec"]) == pytest.approx(float(plain["rec"]) + 0.5 * float(ssim_loss(y, x)), abs=1e-6)

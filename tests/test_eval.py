@@ -139,3 +139,51 @@ def test_eval_without_pyav_scores_the_images_and_names_the_missing_package(folde
     assert r.returncode == 0, r.stderr[-2000:]
     assert "images: 2 files" in r.stdout and "videos:" not in r.stdout
     assert "failed: " in r.stdout and "clip.mp4" in r.stdout  # named explicitly: read as an image, and refused
+
+
+@pytest.fixture(scope="module")
+def moving_clip(tmp_path_factory) -> Path:
+    """9 frames of 32x32 whose content moves from frame to frame (seed 5; seed 3's clip happens to be static)."""
+    clip = render_procedural_video(np.random.default_rng(5), 9, 32, fps=12.0)
+    assert np.abs(clip[8].astype(int) - clip[0]).mean() > 5
+    path = tmp_path_factory.mktemp("moving") / "moving.mp4"
+    write_video(path, clip, fps=12.0, crf=0)
+    return path
+
+
+def test_held_keyframes_baseline_equals_its_definition_through_the_api(moving_clip, tmp_path):
+    """`--hold-keyframes 4` over a 9-frame clip: frames 0, 4, 8 encoded as images, each reconstruction shown for
+    the frames up to the next keyframe; scored against every frame."""
+    out = tmp_path / "held.json"
+    clip = moving_clip
+    assert main(["eval", str(clip), "--model", "tiny", "--hold-keyframes", "4", "--json", str(out)]) == 0
+    scored = json.loads(out.read_text())
+    frames, _ = read_video(clip)  # (9, 32, 32, 3) uint8
+    tok = vqtok.load("tiny")
+    keys = [to_uint8(tok.decode(tok.encode(image_batch(frames[k])), size=(32, 32))[0]) for k in (0, 4, 8)]
+    shown = [keys[t // 4] for t in range(9)]
+    expected = np.mean([psnr_u8(frames[t], shown[t]) for t in range(9)])
+    every_frame = np.mean(
+        [psnr_u8(f, to_uint8(tok.decode(tok.encode(image_batch(f)), size=(32, 32))[0])) for f in frames]
+    )
+    assert expected < every_frame  # the clip moves, so held frames cost PSNR (little: tiny is blurry at 32 px)
+    assert scored["files"][0]["psnr"] == pytest.approx(expected, abs=1e-3)
+    assert scored["tokens"] == 3 * 4 * 4  # three 4x4 grids of ids, as many as a 4x temporal video tokenizer's
+
+
+def test_video_baselines_table_names_each_method_with_its_ids(moving_clip, tmp_path, capsys):
+    out = tmp_path / "baselines.json"
+    clip = moving_clip
+    assert main(["eval", str(clip), "--model", "video_tiny", "--baselines", "tiny", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    figures = json.loads(out.read_text())
+    every, held = figures["baselines"]["tiny, every frame"], figures["baselines"]["tiny, keyframes held 4"]
+    assert figures["tokens"] == held["tokens"] == 3 * 16  # 1 + 8/4 latent frames of 4x4 = 3 keyframes of 4x4
+    assert every["tokens"] == 9 * 16
+    assert every["videos"]["mean_psnr"] > held["videos"]["mean_psnr"]  # the clip moves: holding frames costs
+    for line in ("video_tiny (video tokenizer)", "tiny, every frame", "tiny, keyframes held 4"):
+        assert line in printed
+    assert main(["eval", str(clip), "--model", "video_tiny", "--baselines", "video_tiny"]) == 2
+    assert "--baselines takes an image tokenizer; 'video_tiny' is a video model" in capsys.readouterr().err
+    assert main(["eval", str(clip), "--model", "tiny", "--baselines", "tiny"]) == 2
+    assert "'tiny' is an image model" in capsys.readouterr().err

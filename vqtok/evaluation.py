@@ -2,7 +2,8 @@
 
 Each file is read at its own resolution, centre-cropped to at most ``crop`` x ``crop`` pixels, encoded, decoded and
 rounded to 8-bit levels (what ``vqtok decode`` writes), then compared with the original pixels. A video's PSNR and
-SSIM are the means of its per-frame values; an image tokenizer encodes a video's frames one by one, as images.
+SSIM are the means of its per-frame values; an image tokenizer encodes a video's frames one by one, as images
+(or, as the held-keyframe baseline, every r-th frame, held for the r - 1 frames after it).
 Codebook usage counts the distinct ids over every token of every file.
 """
 
@@ -127,18 +128,28 @@ def _crop(x: torch.Tensor, crop: int | None) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _score(tok: Tokenizer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """x (N, 3, [T,] H, W) in [-1, 1] -> (ids, PSNR (N,), SSIM (N,)) of its 8-bit reconstruction."""
+def _reconstruct(tok: Tokenizer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N, 3, [T,] H, W) in [-1, 1] -> (ids, its reconstruction rounded to 8-bit levels, in [-1, 1])."""
     ids = tok.encode(x)
     y = tok.decode(ids, size=tuple(x.shape[2:]))
-    y = torch.stack([torch.from_numpy(to_uint8(item)).movedim(-1, 0) for item in y]).float() / 127.5 - 1.0
+    return ids, torch.stack([torch.from_numpy(to_uint8(item)).movedim(-1, 0) for item in y]).float() / 127.5 - 1.0
+
+
+def _score(tok: Tokenizer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (N, 3, [T,] H, W) in [-1, 1] -> (ids, PSNR (N,), SSIM (N,)) of its 8-bit reconstruction."""
+    ids, y = _reconstruct(tok, x)
     return ids, psnr(y, x), ssim(y, x)
 
 
 def _score_video(
-    tok: Tokenizer, path: Path, crop: int | None, max_frames: int | None
+    tok: Tokenizer, path: Path, crop: int | None, max_frames: int | None, hold_keyframes: int | None = None
 ) -> tuple[tuple[int, ...], torch.Tensor, float, float]:
-    """A video's frames, decoded one by one and cropped -> (shape, ids, mean per-frame PSNR, SSIM)."""
+    """A video's frames, decoded one by one and cropped -> (shape, ids, mean per-frame PSNR, SSIM).
+
+    An image tokenizer encodes the frames as images: every frame, or with ``hold_keyframes=r`` only frames 0, r,
+    2r, ..., each reconstruction shown again for the r - 1 frames after it (the baseline a 4x temporal video
+    tokenizer must beat: 1 + ceil((T - 1) / r) frames of ids, as many as it spends).
+    """
     frames = itertools.islice(video_io().iter_frames(path, max_frame_pixels=tok.max_pixels), max_frames)
     crops = [_crop(image_batch(frame, max_pixels=tok.max_pixels), crop) for _, frame in frames]
     if not crops:
@@ -148,9 +159,12 @@ def _score_video(
     if tok.is_video:
         ids, p, s = _score(tok, x.transpose(0, 1)[None])  # one (1, 3, T, H, W) clip
         return shape, ids, float(p[0]), float(s[0])
-    parts = [_score(tok, x[i : i + _FRAMES_PER_BATCH]) for i in range(0, len(x), _FRAMES_PER_BATCH)]
-    ids, p, s = (torch.cat(part) for part in zip(*parts, strict=True))  # frames as images
-    return shape, ids, float(p.mean()), float(s.mean())
+    step = hold_keyframes or 1
+    keys = x[::step]
+    parts = [_reconstruct(tok, keys[i : i + _FRAMES_PER_BATCH]) for i in range(0, len(keys), _FRAMES_PER_BATCH)]
+    ids, y = (torch.cat(part) for part in zip(*parts, strict=True))  # keyframes as images
+    y = y.repeat_interleave(step, dim=0)[: len(x)]  # frame t shows keyframe step * (t // step)
+    return shape, ids, float(psnr(y, x).mean()), float(ssim(y, x).mean())
 
 
 def evaluate_files(
@@ -158,6 +172,7 @@ def evaluate_files(
     paths: Iterable[str | os.PathLike],
     crop: int | None = DEFAULT_CROP,
     max_frames: int | None = None,
+    hold_keyframes: int | None = None,
 ) -> Evaluation:
     """Encode and decode each file and score the reconstruction (see the module docstring).
 
@@ -166,6 +181,8 @@ def evaluate_files(
         paths: image and video files, and folders (searched recursively).
         crop: score the centre ``crop`` x ``crop`` pixels of larger images and frames; ``None``: whole files.
         max_frames: score only the first frames of longer videos.
+        hold_keyframes: image tokenizers only: encode only every ``hold_keyframes``-th frame of a video and show
+            each reconstruction for the frames up to the next one (the held-keyframe baseline of video tokenizers).
 
     Returns:
         The figures. Files that cannot be read, or whose images or frames have more than ``tok.max_pixels``
@@ -175,12 +192,17 @@ def evaluate_files(
         raise InputError(f"crop must be at least the tokenizer's downsampling factor {tok.downsample}, got {crop}")
     if max_frames is not None and max_frames < 1:
         raise InputError(f"max_frames must be at least 1, got {max_frames}")
+    if hold_keyframes is not None and (hold_keyframes < 1 or tok.is_video):
+        raise InputError(
+            f"hold_keyframes needs an image tokenizer and a value of at least 1, got {hold_keyframes} for "
+            f"{'a video' if tok.is_video else 'an image'} tokenizer"
+        )
     result = Evaluation(model=tok.config.name, num_codes=tok.codebook_size)
     for path in list_media(paths):
         try:
             if path.suffix.lower() in video_suffixes():
                 kind = "video"
-                shape, ids, p, s = _score_video(tok, path, crop, max_frames)
+                shape, ids, p, s = _score_video(tok, path, crop, max_frames, hold_keyframes)
             else:  # any other file is read as an image, its format decided by its content
                 kind, x = "image", _crop(image_batch(path, max_pixels=tok.max_pixels), crop)  # (1, 3, H, W)
                 ids, psnrs, ssims = _score(tok, x)

@@ -1,4 +1,4 @@
-"""Adversarial loss terms: hinge losses for the discriminator and generator, and the VQGAN adaptive weight."""
+"""Loss terms: hinge losses for the discriminator and generator, the VQGAN adaptive weight, and 1 - SSIM."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["adaptive_weight", "hinge_d_loss", "hinge_g_loss"]
+__all__ = ["adaptive_weight", "hinge_d_loss", "hinge_g_loss", "ssim_loss"]
 
 
 def hinge_d_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
@@ -57,3 +57,18 @@ def adaptive_weight(rec_loss: Tensor, g_loss: Tensor, last_layer: Tensor, max_we
     with torch.autocast(device_type=last_layer.device.type, enabled=False):
         weight = rec_grad.float().norm() / (g_grad.float().norm() + 1e-4)
     return weight.clamp(0.0, max_weight).detach()
+
+
+def ssim_loss(x_rec: Tensor, x: Tensor) -> Tensor:
+    """Structural term ``1 - SSIM`` of images in [-1, 1], through pytorch-msssim (a maintained implementation).
+
+    Args:
+        x_rec: Reconstructions ``[N, C, H, W]``; values outside [-1, 1] are not clamped (the gradient stays).
+        x: Originals of the same shape in [-1, 1]; H and W of at least 11 (the Gaussian window).
+
+    Returns:
+        float32 scalar ``1 - mean SSIM`` (data range 2, 11x11 window of sigma 1.5, as in the metric).
+    """
+    from pytorch_msssim import ssim  # the train extra; imported here so the losses above need only torch
+
+    return 1.0 - ssim(x_rec.float(), x.float(), data_range=2.0, size_average=True)

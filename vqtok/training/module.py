@@ -29,7 +29,7 @@ from vqtok.model.quantizers import QuantizerOutput
 from vqtok.model.vqvae import VQVAE
 from vqtok.training.discriminator import PatchDiscriminator
 from vqtok.training.image_log import log_reconstructions
-from vqtok.training.losses import adaptive_weight, hinge_d_loss, hinge_g_loss
+from vqtok.training.losses import adaptive_weight, hinge_d_loss, hinge_g_loss, ssim_loss
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ class TokenizerTraining(L.LightningModule):
         l2_weight: weight of the L2 (MSE) reconstruction loss.
         perceptual_weight: weight of the LPIPS-style loss (0 disables it).
         perceptual_weights: local file with VGG16 (+ optional LPIPS head) weights; needed when perceptual_weight > 0.
+        ssim_weight: weight of the structural term ``1 - SSIM`` (pytorch-msssim; 11x11 Gaussian window, per frame;
+            0 disables it).
         disc_weight: scale of the adaptive GAN weight (0 disables the discriminator).
         disc_start_step: training batches before the discriminator starts (counted here, not by global_step).
         disc_channels: width of the discriminator's first layer.
@@ -85,6 +87,7 @@ class TokenizerTraining(L.LightningModule):
         l2_weight: float = 0.0,
         perceptual_weight: float = 0.0,
         perceptual_weights: str | None = None,
+        ssim_weight: float = 0.0,
         disc_weight: float = 0.5,
         disc_start_step: int = 20_000,
         disc_channels: int = 64,
@@ -167,6 +170,9 @@ class TokenizerTraining(L.LightningModule):
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(_frames(x_rec), _frames(x))
             rec = rec + h.perceptual_weight * terms["perceptual"]
+        if h.ssim_weight > 0:
+            terms["ssim_loss"] = ssim_loss(_frames(x_rec), _frames(x))
+            rec = rec + h.ssim_weight * terms["ssim_loss"]
         return {**terms, "rec": rec}
 
     def batch_parts(self, batch: dict[str, Any]) -> list[tuple[str, Tensor]]:
