@@ -25,6 +25,7 @@ from bench.common import dense_peak
 from vqtok.config import TokenizerConfig
 from vqtok.training.data import ProceduralImages, collate_images
 from vqtok.training.module import TokenizerTraining
+from vqtok.training.options import GanOptions, OptimizerOptions
 
 
 def train_step_flops(module: TokenizerTraining, x: torch.Tensor) -> int:
@@ -45,7 +46,8 @@ def training_throughput(
     cfg = yaml.safe_load(Path(config_path).read_text())
     tok = TokenizerConfig.from_dict(cfg["model"]["tokenizer"])
     model_args = {k: v for k, v in cfg["model"].items() if k != "tokenizer"}
-    model_args.update(disc_start_step=2, image_log_every_n_steps=0)  # time the full GAN step
+    model_args.update(image_log_every_n_steps=0)
+    model_args["gan"] = {**model_args.get("gan", {}), "start_step": 2}  # time the full GAN step
     module = TokenizerTraining(tok, **model_args)
     data = ProceduralImages(num_samples=batch_size * (steps + 3), image_size=image_size, seed=0)
     loader = DataLoader(data, batch_size=batch_size, collate_fn=collate_images, num_workers=1)
@@ -97,7 +99,9 @@ def codebook_usage(codebook: str, l2: bool, restart: float, steps: int, seed: in
         dead_code_threshold=restart,
         code_dim=8 if l2 else 64,
     )
-    module = TokenizerTraining(tok, learning_rate=4e-4, disc_weight=0.0, image_log_every_n_steps=0)
+    module = TokenizerTraining(
+        tok, optimizer=OptimizerOptions(learning_rate=4e-4), gan=GanOptions(weight=0.0), image_log_every_n_steps=0
+    )
     train = DataLoader(
         ProceduralImages(16 * steps, 64, seed=seed), batch_size=16, collate_fn=collate_images, num_workers=1
     )

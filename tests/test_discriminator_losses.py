@@ -9,6 +9,7 @@ from vqtok.metrics import ssim
 from vqtok.training.discriminator import PatchDiscriminator
 from vqtok.training.losses import adaptive_weight, hinge_d_loss, hinge_g_loss, ssim_loss
 from vqtok.training.module import TokenizerTraining
+from vqtok.training.options import LossWeights
 
 
 @pytest.mark.parametrize(("size", "patches"), [(64, 6), (256, 30)])
@@ -95,7 +96,7 @@ def test_ssim_weight_adds_the_term_to_the_reconstruction_loss():
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     y = (x + 0.1).clamp(-1, 1)
     config = TokenizerConfig.from_name("tiny")
-    plain = TokenizerTraining(config, l1_weight=1.0, l2_weight=1.0).reconstruction_loss(x, y)
-    with_ssim = TokenizerTraining(config, l1_weight=1.0, l2_weight=1.0, ssim_weight=0.5).reconstruction_loss(x, y)
+    plain = TokenizerTraining(config, loss=LossWeights(l2_weight=1.0)).reconstruction_loss(x, y)
+    with_ssim = TokenizerTraining(config, loss=LossWeights(l2_weight=1.0, ssim_weight=0.5)).reconstruction_loss(x, y)
     assert "ssim_loss" not in plain
     assert float(with_ssim["rec"]) == pytest.approx(float(plain["rec"]) + 0.5 * float(ssim_loss(y, x)), abs=1e-6)

@@ -43,7 +43,7 @@ trainer:
       init_args: {{dirpath: {checkpoints}, save_last: true, {every}}}
 model:
   image_log_every_n_steps: 0
-  disc_start_step: 10
+  gan: {{start_step: 10}}
 data:
   init_args:
     train_samples: 32
@@ -157,7 +157,7 @@ def test_non_finite_losses_are_skipped_counted_and_too_many_in_a_row_stop_the_ru
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         "vqtok fit: error: training stopped: 3 non-finite losses in a row (model.max_nonfinite_steps=3); lower "
-        "model.learning_rate or check the data"
+        "model.optimizer.learning_rate or check the data"
     )
     assert "Traceback" not in done.stderr
     state = torch.load(stopped / "runs/checkpoints/last.ckpt", weights_only=True)["state_dict"]
@@ -189,7 +189,7 @@ def test_a_full_disk_stops_training_clearly_and_keeps_the_last_checkpoint(tmp_pa
 def training_checkpoint(preset: str, folder: Path) -> Path:
     """A training checkpoint of a random-weight ``preset``, in the format ``vqtok fit`` writes."""
     torch.manual_seed(0)
-    module = TokenizerTraining(TokenizerConfig.from_name(preset), disc_weight=0.0)
+    module = TokenizerTraining(TokenizerConfig.from_name(preset), gan=GanOptions(weight=0.0))
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)  # what Lightning calls: adds the tokenizer config `vqtok export` reads
     torch.save(checkpoint, folder / f"{preset}.ckpt")

@@ -18,6 +18,7 @@ from vqtok.config import TokenizerConfig
 from vqtok.training.cli import cli_main
 from vqtok.training.data import ProceduralImages, collate_images, render_dead_leaves
 from vqtok.training.module import TokenizerTraining
+from vqtok.training.options import GanOptions, LossWeights, OptimizerOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 # The tokenizer recipes (the prior's config is parsed by tests/test_prior_cli.py).
@@ -92,7 +93,10 @@ def test_fit_resume_export(monkeypatch, tmp_path):
 @pytest.mark.slow
 def test_learning_rate_warms_up_decays_and_a_resumed_run_continues_the_curve(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    schedule = ["--model.warmup_steps", "5", "--model.lr_decay_steps", "30", "--model.min_lr_ratio", "0.1"]
+    schedule = [
+        "--model.optimizer.warmup_steps", "5", "--model.optimizer.lr_decay_steps", "30",
+        "--model.optimizer.min_lr_ratio", "0.1",
+    ]
     args = ["fit", "--config", TINY, *schedule, "--model.channels_last", "true", *QUIET]
     assert main([*args, "--trainer.max_epochs", "1"]) == 0
     assert main([*args, "--ckpt_path", "last", "--trainer.max_epochs", "2"]) == 0
@@ -117,15 +121,37 @@ def test_learning_rate_warms_up_decays_and_a_resumed_run_continues_the_curve(mon
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ({"min_lr_ratio": 2.0}, "min_lr_ratio must be in"),
-        ({"adam_betas": (0.9, 1.0)}, "adam_betas must be"),
-        ({"warmup_steps": -1}, "warmup_steps and lr_decay_steps must be >= 0"),
-        ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+        ({"optimizer": {"min_lr_ratio": 2.0}}, "model.optimizer.min_lr_ratio must be in"),
+        ({"optimizer": {"adam_betas": (0.9, 1.0)}}, "model.optimizer.adam_betas must be"),
+        ({"optimizer": {"warmup_steps": -1}}, "warmup_steps and lr_decay_steps must be >= 0"),
+        ({"optimizer": {"learning_rate": 0.0}}, "model.optimizer.learning_rate must be > 0"),
+        ({"optimizer": {"learning_rate": 1e-4, "lr": 1.0}}, "model.optimizer: .*unexpected keyword argument 'lr'"),
+        ({"loss": {"l2_weight": -1.0}}, "model.loss weights must be >= 0, got l2_weight=-1.0"),
+        ({"gan": {"layers": 0}}, "model.gan needs"),
+        ({"gan": 0.5}, "model.gan must be a mapping of GanOptions fields"),
     ],
 )
-def test_bad_schedule_settings_are_refused(bad, message):
+def test_bad_training_options_are_refused_naming_the_yaml_key(bad, message):
     with pytest.raises(vqtok.ConfigError, match=message):
         TokenizerTraining(TokenizerConfig.from_name("tiny"), **bad)
+
+
+def test_training_options_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    """The groups are saved as plain dicts (weights_only loading) and come back as the same options."""
+    module = TokenizerTraining(
+        TokenizerConfig.from_name("tiny"),
+        optimizer=OptimizerOptions(learning_rate=3e-4, adam_betas=(0.9, 0.99)),
+        loss=LossWeights(l2_weight=1.0, ssim_weight=0.25),
+        gan=GanOptions(weight=0.0),
+    )
+    trainer = quiet_trainer()
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "m.ckpt", weights_only=True)
+    loaded = TokenizerTraining.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True)
+    assert (loaded.optimizer_options, loaded.loss_weights, loaded.gan) == (
+        module.optimizer_options, module.loss_weights, module.gan
+    )
+    assert loaded.optimizer_options.adam_betas == (0.9, 0.99)
 
 
 def test_export_refuses_a_non_vqtok_checkpoint(tmp_path, capsys):
@@ -212,7 +238,13 @@ def overfit_psnr(config: TokenizerConfig, steps: int = 300) -> float:
     L.seed_everything(0, verbose=False)
     images = [ProceduralImages(8, 32, seed=3)[i] for i in range(8)]
     loader = DataLoader(images * steps, batch_size=8, collate_fn=collate_images)  # the same 8 images every batch
-    module = TokenizerTraining(config, learning_rate=1e-3, disc_weight=0.0, l2_weight=1.0, image_log_every_n_steps=0)
+    module = TokenizerTraining(
+        config,
+        optimizer=OptimizerOptions(learning_rate=1e-3),
+        loss=LossWeights(l2_weight=1.0),
+        gan=GanOptions(weight=0.0),
+        image_log_every_n_steps=0,
+    )
     quiet_trainer().fit(module, train_dataloaders=loader)
     x = torch.stack(images)
     module.eval()
@@ -222,7 +254,7 @@ def overfit_psnr(config: TokenizerConfig, steps: int = 300) -> float:
 
 
 def test_a_batch_with_no_readable_image_repeats_the_previous_one():
-    module = TokenizerTraining(TokenizerConfig.from_name("tiny"), disc_weight=0.0, image_log_every_n_steps=0)
+    module = TokenizerTraining(TokenizerConfig.from_name("tiny"), gan=GanOptions(weight=0.0), image_log_every_n_steps=0)
     good = {"images": torch.rand(4, 3, 32, 32) * 2 - 1, "num_failed": 0}
     empty = {"images": torch.empty(0), "num_failed": 4}  # what collate_images gives when every file failed
     trainer = quiet_trainer()
@@ -231,8 +263,8 @@ def test_a_batch_with_no_readable_image_repeats_the_previous_one():
 
 
 def test_perceptual_loss_without_weights_file_names_the_option():
-    with pytest.raises(vqtok.ConfigError, match="model.perceptual_weights"):
-        TokenizerTraining(TokenizerConfig.from_name("tiny"), perceptual_weight=1.0)
+    with pytest.raises(vqtok.ConfigError, match="model.loss.perceptual_weights"):
+        TokenizerTraining(TokenizerConfig.from_name("tiny"), loss=LossWeights(perceptual_weight=1.0))
 
 
 def test_fit_on_a_folder_skips_and_counts_unreadable_files(monkeypatch, tmp_path, caplog):

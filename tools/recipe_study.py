@@ -35,7 +35,7 @@ BASE_CONFIG = Path("configs/image_v2.yaml")
 STUDY_DIR = Path("runs/study")
 V1 = "runs/study/v1_image"  # the v1 image export the fine-tuning runs start from (copied from git history)
 FINE_TUNE_BATCHES = 400
-SCRATCH_BATCHES = 800
+SCRATCH_BATCHES = 400
 
 
 @dataclass(frozen=True)
@@ -50,17 +50,17 @@ class Run:
     from_scratch: bool = False
 
 
-_SCRATCH = {"learning_rate": 2e-4, "warmup_steps": 100, "init_from": None}
+_SCRATCH = {"optimizer": {"learning_rate": 2e-4, "warmup_steps": 100}, "init_from": None}
 
 RUNS: dict[str, Run] = {
     "data_procedural": Run("data", "procedural images only", data={"real_fraction": 0.0}),
     "data_real": Run("data", "real photos only", data={"real_fraction": 1.0}),
     # data_mixed / loss_l1l2 is runs/image_v2_lr5e5 at batch 400: configs/image_v2.yaml unchanged (75% photos).
-    "loss_ssim": Run("loss", "L1 + L2 + 0.5 (1 - SSIM)", model={"ssim_weight": 0.5}),
+    "loss_ssim": Run("loss", "L1 + L2 + 0.5 (1 - SSIM)", model={"loss": {"ssim_weight": 0.5}}),
     "loss_gan": Run(
         "loss",
         "L1 + L2 + PatchGAN (adaptive weight 0.5) from batch 100",
-        model={"disc_weight": 0.5, "disc_start_step": 100},
+        model={"gan": {"weight": 0.5, "start_step": 100}},
     ),
     "quant_vq": Run(
         "quantizer",
@@ -132,7 +132,7 @@ def run_config(name: str, run: Run) -> dict[str, Any]:
     model = _merge(config["model"], run.model)
     if not run.from_scratch:
         model["init_from"] = V1
-    model["lr_decay_steps"] = 30000  # the long run's schedule, so a short run sees the same rates as its start
+    model["optimizer"]["lr_decay_steps"] = 30000  # the long run's schedule, so a short run sees the same rates as its start
     model["tokenizer"]["name"] = f"study_{name}"
     config["model"] = model
     config["data"]["init_args"] = _merge(config["data"]["init_args"], run.data)

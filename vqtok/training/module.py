@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +29,7 @@ from vqtok.model.vqvae import VQVAE
 from vqtok.training.discriminator import PatchDiscriminator
 from vqtok.training.image_log import log_reconstructions
 from vqtok.training.losses import adaptive_weight, hinge_d_loss, hinge_g_loss, ssim_loss
+from vqtok.training.options import GanOptions, LossWeights, OptimizerOptions, group
 
 log = logging.getLogger(__name__)
 
@@ -37,30 +37,16 @@ _RESUME_STATE_KEY = "vqtok_resume_state"  # training checkpoints: random and cou
 
 
 class TokenizerTraining(L.LightningModule):
-    """Trains :class:`VQVAE` with L1/L2 (+ optional perceptual) reconstruction, the quantizer's losses and a
+    """Trains :class:`VQVAE` with L1/L2 (+ optional SSIM and perceptual) reconstruction, the quantizer's losses and a
     hinge-loss PatchGAN whose weight is balanced adaptively at the decoder's last layer.
 
     Args:
         tokenizer: architecture of the tokenizer being trained (what its export's config.json holds).
         quantizer_training: how the quantizer trains (EMA, restarts, loss weights); not part of the export.
         gradient_checkpointing: recompute ResNet blocks in backward to save activation memory.
-        learning_rate: peak Adam learning rate of generator and discriminator.
-        warmup_steps: batches of linear warm-up from 0 to ``learning_rate`` (0: none).
-        lr_decay_steps: batches (warm-up included) over which the rate falls to ``min_lr_ratio * learning_rate``
-            along a half cosine, then stays there (0: constant rate after warm-up).
-        min_lr_ratio: the rate at the end of the decay, as a fraction of ``learning_rate``.
-        adam_betas: Adam's (beta1, beta2); (0.5, 0.9) suits the GAN phase, (0.9, 0.99) a reconstruction-only run.
-        l1_weight: weight of the L1 reconstruction loss.
-        l2_weight: weight of the L2 (MSE) reconstruction loss.
-        perceptual_weight: weight of the LPIPS-style loss (0 disables it).
-        perceptual_weights: local file with VGG16 (+ optional LPIPS head) weights; needed when perceptual_weight > 0.
-        ssim_weight: weight of the structural term ``1 - SSIM`` (pytorch-msssim; 11x11 Gaussian window, per frame;
-            0 disables it).
-        disc_weight: scale of the adaptive GAN weight (0 disables the discriminator).
-        disc_start_step: training batches before the discriminator starts (counted here, not by global_step).
-        disc_channels: width of the discriminator's first layer.
-        disc_layers: number of stride-2 layers in the discriminator.
-        grad_clip: max gradient norm for both optimizers (0 disables clipping).
+        optimizer: Adam, its learning-rate schedule and gradient clipping (YAML ``model.optimizer``).
+        loss: the reconstruction terms' weights (YAML ``model.loss``).
+        gan: the PatchGAN's weight, start and size (YAML ``model.gan``).
         image_log_every_n_steps: batches between logged input/reconstruction grids (0 disables).
         channels_last: keep an image model's weights and batches channels-last (faster convolutions on CPU and
             with bf16; no effect on a video model).
@@ -78,28 +64,18 @@ class TokenizerTraining(L.LightningModule):
         tokenizer: TokenizerConfig,
         quantizer_training: QuantizerTraining | None = None,
         gradient_checkpointing: bool = False,
-        learning_rate: float = 1e-4,
-        warmup_steps: int = 0,
-        lr_decay_steps: int = 0,
-        min_lr_ratio: float = 0.0,
-        adam_betas: tuple[float, float] = (0.5, 0.9),
-        l1_weight: float = 1.0,
-        l2_weight: float = 0.0,
-        perceptual_weight: float = 0.0,
-        perceptual_weights: str | None = None,
-        ssim_weight: float = 0.0,
-        disc_weight: float = 0.5,
-        disc_start_step: int = 20_000,
-        disc_channels: int = 64,
-        disc_layers: int = 3,
-        grad_clip: float = 1.0,
+        optimizer: OptimizerOptions | None = None,
+        loss: LossWeights | None = None,
+        gan: GanOptions | None = None,
         image_log_every_n_steps: int = 500,
         max_nonfinite_steps: int = 10,
         channels_last: bool = False,
         init_from: str | None = None,
     ) -> None:
         super().__init__()
-        _check_schedule(learning_rate, warmup_steps, lr_decay_steps, min_lr_ratio, adam_betas)
+        optimizer = group(OptimizerOptions, optimizer, "model.optimizer")
+        loss = group(LossWeights, loss, "model.loss")
+        gan = group(GanOptions, gan, "model.gan")
         if type(max_nonfinite_steps) is not int or max_nonfinite_steps < 1:
             raise ConfigError(f"max_nonfinite_steps must be an int >= 1, got {max_nonfinite_steps!r}")
         if isinstance(tokenizer, dict):  # load_from_checkpoint passes the saved dict back
@@ -107,17 +83,20 @@ class TokenizerTraining(L.LightningModule):
         if isinstance(quantizer_training, dict):
             quantizer_training = QuantizerTraining(**quantizer_training)
         quantizer_training = quantizer_training or QuantizerTraining()
-        self.save_hyperparameters(ignore=["tokenizer", "quantizer_training"])
+        self.save_hyperparameters(ignore=["tokenizer", "quantizer_training", "optimizer", "loss", "gan"])
         # Plain data, so checkpoints load with weights_only=True.
         self.hparams["tokenizer"] = tokenizer.to_dict()
         self.hparams["quantizer_training"] = dataclasses.asdict(quantizer_training)
+        for name, options in (("optimizer", optimizer), ("loss", loss), ("gan", gan)):
+            self.hparams[name] = dataclasses.asdict(options)
+        self.optimizer_options, self.loss_weights, self.gan = optimizer, loss, gan
         self.automatic_optimization = False
         self.config = tokenizer
         self.model = VQVAE(tokenizer, quantizer_training, gradient_checkpointing)
         self.memory_format = torch.channels_last if channels_last and not tokenizer.video else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]  # torch's stubs omit it
-        self.discriminator = PatchDiscriminator(tokenizer.in_channels, disc_channels, disc_layers, tokenizer.video)
-        self.perceptual = _build_perceptual(perceptual_weight, perceptual_weights)
+        self.discriminator = PatchDiscriminator(tokenizer.in_channels, gan.channels, gan.layers, tokenizer.video)
+        self.perceptual = _build_perceptual(loss)
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
         self.nonfinite_in_row = 0
         self._last_parts: dict[str, Tensor] = {}  # the last readable pixels of each kind, by metric prefix
@@ -146,25 +125,19 @@ class TokenizerTraining(L.LightningModule):
         return self.model(x)[0]
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        lr, betas = self.hparams.learning_rate, tuple(self.hparams.adam_betas)
+        lr, betas = self.optimizer_options.learning_rate, self.optimizer_options.adam_betas
         opt_g = torch.optim.Adam(self.model.parameters(), lr=lr, betas=betas)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)
         return [opt_g, opt_d]
 
     def learning_rate_at(self, batch: int) -> float:
-        """The schedule: linear warm-up, then a half-cosine decay to ``min_lr_ratio``, as a function of the batch
-        count (a buffer saved in checkpoints, so a resumed run continues the same curve)."""
-        h = self.hparams
-        if batch < h.warmup_steps:
-            return h.learning_rate * (batch + 1) / h.warmup_steps
-        if h.lr_decay_steps <= 0:
-            return h.learning_rate
-        progress = min(1.0, (batch - h.warmup_steps) / max(1, h.lr_decay_steps - h.warmup_steps))
-        return h.learning_rate * (h.min_lr_ratio + (1 - h.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+        """The schedule (:meth:`OptimizerOptions.learning_rate_at`) at a batch count; the count is a buffer saved
+        in checkpoints, so a resumed run continues the same curve."""
+        return self.optimizer_options.learning_rate_at(batch)
 
     def reconstruction_loss(self, x: Tensor, x_rec: Tensor) -> dict[str, Tensor]:
         """Weighted reconstruction terms and their sum under "rec"."""
-        h = self.hparams
+        h = self.loss_weights
         terms = {"l1": F.l1_loss(x_rec, x), "l2": F.mse_loss(x_rec, x)}
         rec = h.l1_weight * terms["l1"] + h.l2_weight * terms["l2"]
         if self.perceptual is not None:
@@ -212,7 +185,7 @@ class TokenizerTraining(L.LightningModule):
         lr = self.learning_rate_at(int(self.batches_seen))
         for group in (*opt_g.param_groups, *opt_d.param_groups):
             group["lr"] = lr
-        gan_active = self.hparams.disc_weight > 0 and int(self.batches_seen) >= self.hparams.disc_start_step
+        gan_active = self.gan.weight > 0 and int(self.batches_seen) >= self.gan.start_step
 
         with self.toggled_optimizer(opt_g):
             outputs = [(name, x, *self.model(x)) for name, x in sorted(parts.items())]  # (prefix, x, x_rec, q)
@@ -222,7 +195,7 @@ class TokenizerTraining(L.LightningModule):
             if gan_active:
                 losses["g_adv"] = _total(hinge_g_loss(self.discriminator(x_rec)) for _, _, x_rec, _ in outputs)
                 losses["adaptive_weight"] = adaptive_weight(losses["rec"], losses["g_adv"], self.model.last_layer)
-                loss_g = loss_g + self.hparams.disc_weight * losses["adaptive_weight"] * losses["g_adv"]
+                loss_g = loss_g + self.gan.weight * losses["adaptive_weight"] * losses["g_adv"]
             finite = self._all_finite(loss_g)
             self._optimizer_step(opt_g, loss_g, finite)
 
@@ -257,7 +230,7 @@ class TokenizerTraining(L.LightningModule):
         if self.nonfinite_in_row >= self.hparams.max_nonfinite_steps:
             raise TrainingError(
                 f"training stopped: {self.nonfinite_in_row} non-finite losses in a row (model.max_nonfinite_steps="
-                f"{self.hparams.max_nonfinite_steps}); lower model.learning_rate or check the data"
+                f"{self.hparams.max_nonfinite_steps}); lower model.optimizer.learning_rate or check the data"
             )
         return False
 
@@ -268,9 +241,9 @@ class TokenizerTraining(L.LightningModule):
         if not finite:
             opt.zero_grad(set_to_none=True)
             return
-        if self.hparams.grad_clip > 0:
+        clip = self.optimizer_options.grad_clip
+        if clip > 0:
             # Lightning's docs pass the LightningOptimizer wrappers of self.optimizers(); its annotation says Optimizer.
-            clip = self.hparams.grad_clip
             self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")  # type: ignore[arg-type]
         opt.step()
 
@@ -360,24 +333,6 @@ class TokenizerTraining(L.LightningModule):
         self.nonfinite_in_row = int(state["nonfinite_in_row"])
 
 
-def _check_schedule(
-    learning_rate: float, warmup_steps: int, lr_decay_steps: int, min_lr_ratio: float, betas: tuple[float, float]
-) -> None:
-    problems = []
-    if not learning_rate > 0:
-        problems.append(f"model.learning_rate must be > 0, got {learning_rate}")
-    if warmup_steps < 0 or lr_decay_steps < 0:
-        problems.append(f"model.warmup_steps and lr_decay_steps must be >= 0, got {warmup_steps}, {lr_decay_steps}")
-    if 0 < lr_decay_steps <= warmup_steps:
-        problems.append(f"model.lr_decay_steps ({lr_decay_steps}) must exceed model.warmup_steps ({warmup_steps})")
-    if not 0 <= min_lr_ratio <= 1:
-        problems.append(f"model.min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
-    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-        problems.append(f"model.adam_betas must be two numbers in [0, 1), got {list(betas)}")
-    if problems:
-        raise ConfigError("; ".join(problems))
-
-
 def _frames(x: Tensor) -> Tensor:
     """Videos (B, C, T, H, W) -> frames (B*T, C, H, W); images pass through."""
     return x.transpose(1, 2).flatten(0, 1) if x.ndim == 5 else x
@@ -414,14 +369,10 @@ def _initialise(model: VQVAE, export_dir: str) -> None:
     log.info("initialised %r from %s (%s)", model.config.name, export_dir, source.config.name)
 
 
-def _build_perceptual(weight: float, weights_path: str | None) -> torch.nn.Module | None:
-    if weight <= 0:
+def _build_perceptual(loss: LossWeights) -> torch.nn.Module | None:
+    if loss.perceptual_weight <= 0:
         return None
-    if not weights_path:
-        raise ConfigError(
-            "model.perceptual_weight > 0 needs model.perceptual_weights: the path of a local VGG16 weights file "
-            "(torchvision vgg16 state dict, .safetensors or .pth); nothing is downloaded"
-        )
     from vqtok.training.perceptual import PerceptualLoss
 
-    return PerceptualLoss(weights_path)
+    assert loss.perceptual_weights is not None  # LossWeights checks it
+    return PerceptualLoss(loss.perceptual_weights)

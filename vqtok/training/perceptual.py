@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 _VGG16_PLAN: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
 _TAPS = (3, 8, 15, 22, 29)  # features indices of relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
 _TAP_CHANNELS = (64, 128, 256, 512, 512)
-_OPTION = "model.perceptual_weights"
+_OPTION = "model.loss.perceptual_weights"
 _EXPECTED = (
     "a VGG16 state dict with torchvision key names (features.0.weight, features.0.bias, ...), optionally with "
     "the LPIPS heads lin0.model.1.weight ... lin4.model.1.weight, as .safetensors or .pt/.pth "
