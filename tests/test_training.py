@@ -82,6 +82,19 @@ def test_fit_resume_export(monkeypatch, tmp_path):
     assert list((tmp_path / "runs/image_tiny/csv").glob("version_*/images/*.png"))  # image grids beside CSV logs
     assert list((tmp_path / "runs/image_tiny/tensorboard").rglob("events.out.tfevents.*"))
 
+    # A checkpoint written before the options were grouped holds them flat; Lightning merges a checkpoint's saved
+    # hyperparameters over the config on resume, so they must be regrouped, and the old values take effect.
+    old = dict(second)
+    hparams = {k: v for k, v in old["hyper_parameters"].items() if k not in ("optimizer", "loss", "gan")}
+    flat = {"learning_rate": 3e-4, "adam_betas": [0.5, 0.9], "l1_weight": 1.0, "disc_weight": 0.5}
+    old["hyper_parameters"] = {**hparams, **flat, "disc_start_step": 20, "disc_channels": 32}
+    torch.save(old, tmp_path / "old.ckpt")
+    assert main(["fit", "--config", TINY, "--ckpt_path", str(tmp_path / "old.ckpt"), "--trainer.max_epochs", "3"]) == 0
+    third = torch.load(last, weights_only=True)
+    assert third["epoch"] == 2 and third["hyper_parameters"]["optimizer"]["learning_rate"] == 3e-4
+    lrs = {float(r["train/lr"]) for r in read_metrics(tmp_path / "runs/image_tiny") if r.get("train/lr")}
+    assert sorted({round(lr, 9) for lr in lrs}) == [3e-4, 4e-4]  # image_tiny.yaml's rate, then the old checkpoint's
+
     assert main(["export", str(last), str(tmp_path / "export")]) == 0
     tok = vqtok.load(tmp_path / "export")
     module = TokenizerTraining.load_from_checkpoint(last, weights_only=True).eval()

@@ -8,15 +8,19 @@ names its own checkpoint I/O plugin.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.cli import LightningCLI
 
 from vqtok.training.checkpoint_io import AtomicCheckpointIO
 from vqtok.training.data import ImageDataModule
 from vqtok.training.module import TokenizerTraining
+from vqtok.training.options import regroup_flat_options
 
 
 class TokenizerCLI(LightningCLI):
@@ -27,6 +31,23 @@ class TokenizerCLI(LightningCLI):
         # LightningCLI warns when args are given while sys.argv holds arguments too, taking it for a mix-up; vqtok's
         # main always hands over its own argv (the command line without "vqtok", or a caller's list), so parse it.
         self.config = parser.parse_args(args)
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning 2.6 merges the hyperparameters a checkpoint saved into the config when --ckpt_path names a file
+        # (LightningCLI._parse_ckpt_path). Checkpoints written before the training options were grouped hold them
+        # flat (model.learning_rate, ...), which the parser now refuses: regroup them first, so those runs resume.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        hparams = regroup_flat_options({k: v for k, v in hparams.items() if k != "_instantiator"})
+        if hparams:
+            try:
+                self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+            except SystemExit:
+                sys.stderr.write(f"the hyperparameters saved in {ckpt_path} do not fit this version's model options\n")
+                raise
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         plugins = kwargs.pop("plugins", None) or self._get(self.config_init, "trainer", default={}).get("plugins")

@@ -17,7 +17,7 @@ from typing import Any
 
 from vqtok.errors import ConfigError
 
-__all__ = ["GanOptions", "LossWeights", "OptimizerOptions", "group"]
+__all__ = ["GanOptions", "LossWeights", "OptimizerOptions", "group", "regroup_flat_options"]
 
 
 @dataclass(frozen=True)
@@ -146,3 +146,30 @@ def group(cls: type, value: Any, where: str) -> Any:
         except TypeError as e:
             raise ConfigError(f"{where}: {e}") from None
     raise ConfigError(f"{where} must be a mapping of {cls.__name__} fields, got {type(value).__name__}")
+
+
+# Where each flat ``model.*`` key of checkpoints written before the groups (vqtok 0.2) now lives.
+_FLAT_KEYS: dict[str, tuple[str, str]] = {
+    **{key: ("optimizer", key) for key in ("learning_rate", "warmup_steps", "lr_decay_steps", "min_lr_ratio")},
+    "adam_betas": ("optimizer", "adam_betas"),
+    "grad_clip": ("optimizer", "grad_clip"),
+    **{
+        key: ("loss", key)
+        for key in ("l1_weight", "l2_weight", "ssim_weight", "perceptual_weight", "perceptual_weights")
+    },
+    "disc_weight": ("gan", "weight"),
+    "disc_start_step": ("gan", "start_step"),
+    "disc_channels": ("gan", "channels"),
+    "disc_layers": ("gan", "layers"),
+}
+
+
+def regroup_flat_options(hparams: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's saved hyperparameters with the flat keys of older checkpoints (``learning_rate``,
+    ``disc_weight``, ...) moved into their groups (``optimizer.learning_rate``, ``gan.weight``, ...), so a run
+    started before the groups existed still resumes. Hyperparameters without flat keys come back unchanged."""
+    out = {key: value for key, value in hparams.items() if key not in _FLAT_KEYS}
+    for key, (name, field_name) in _FLAT_KEYS.items():
+        if key in hparams:
+            out[name] = {**out.get(name, {}), field_name: hparams[key]}
+    return out
