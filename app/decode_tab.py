@@ -83,15 +83,12 @@ def _check_items(items: list[TokenItem], tok: vqtok.Tokenizer, limits: Limits) -
             f"This token file holds {len(items)} items; this app decodes at most {limits.max_decode_items} per file. "
             "Use `vqtok decode` for large files."
         )
-    f, r = tok.downsample, tok.temporal_downsample
     for item in items:
         name, size = escape(item.source), " x ".join(map(str, item.size))
         if len(item.size) == 3 and not tok.is_video:
             raise _refuse(f"{name!r} is a video, but the model that made this file is an image tokenizer.")
-        grid = [-(-s // f) for s in item.size[-2:]]  # ceil(H/f), ceil(W/f)
-        if len(item.size) == 3:
-            grid.insert(0, 1 + -(-(item.size[0] - 1) // r))  # 1 + ceil((T-1)/r) latent frames
-        if list(item.ids.shape) != grid:
+        grid = tok.token_shape(item.size)
+        if tuple(item.ids.shape) != grid:
             shape, expected = " x ".join(map(str, item.ids.shape)), " x ".join(map(str, grid))
             raise _refuse(
                 f"{name!r}: its token grid, {shape}, does not match its size {size} (that takes {expected} tokens "
@@ -117,11 +114,8 @@ def escape(text: str) -> str:
 
 def _decode_video(tok: vqtok.Tokenizer, item: TokenItem, path: Path) -> Path:
     """Decode a video item piece by piece straight into an MP4."""
-    from vqtok.io.video import write_video
-
-    frames = (frame for piece in tok.decode_chunks(item.ids[None], size=item.size) for frame in to_uint8(piece[0]))
-    write_video(path, frames, fps=item.fps or 24.0, preset="veryfast")
-    return path
+    t, h, w = item.size
+    return tok.decode_video_file(item.ids, path, (t, h, w), item.fps, preset="veryfast")
 
 
 def build_decode_tab(models: ModelRegistry, limits: Limits, workspace: Workspace) -> None:

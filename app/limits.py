@@ -22,6 +22,7 @@ class Limits:
     max_decode_items: int = 16  # token grids decoded from one token file
     max_decode_pixels: int = 2048 * 2048  # an image in a token file may decode to at most this many pixels
     max_decode_video_pixels: int = 97 * 512 * 512  # a video in a token file: at most this many frames x pixels
+    max_generate: int = 16  # samples drawn from a prior in one request (Generate tab)
     queue_size: int = 16  # waiting requests; further ones are refused with "Queue is full"
     cache_minutes: int = 30  # uploads and outputs are deleted this long after they were made
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import vqtok
 from vqtok import ConfigError, ExportError, export_fingerprints, resolve_export
+from vqtok.backends.onnx_runtime import is_onnx_export
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,9 @@ class ModelRegistry:
             )
         with self._lock:
             if name not in self._loaded:
-                self._loaded[name] = vqtok.load(self.entries[name].path, device=self.device)
+                path = self.entries[name].path
+                backend = "onnx" if is_onnx_export(path) else "torch"  # a folder written by vqtok export-onnx
+                self._loaded[name] = vqtok.load(path, device=self.device, backend=backend)
             return self._loaded[name]
 
     def by_fingerprint(self, fingerprint: str) -> str | None:

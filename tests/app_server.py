@@ -24,14 +24,17 @@ def export_tiny_models(folder: Path, seed: int = 0) -> Path:
 
 
 @contextmanager
-def serve_app(models_dir: Path, limits, temp_dir: Path) -> Iterator[str]:  # noqa: ANN001 - app.limits.Limits
-    """Launch the app (as ``vqtok demo`` does) with a private Gradio temp dir; yields its URL."""
+def serve_app(models_dir: Path, limits, temp_dir: Path, priors_dir: Path | None = None) -> Iterator[str]:  # noqa: ANN001
+    """Launch the app (as ``vqtok demo`` does) with a private Gradio temp dir, and the prior exports inside
+    ``priors_dir`` for the Generate tab; yields its URL."""
     from app.app import launch
     from app.models import ModelRegistry
+    from app.priors import PriorRegistry
 
     saved = {k: os.environ.get(k) for k in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED")}
     os.environ.update(GRADIO_TEMP_DIR=str(temp_dir), GRADIO_ANALYTICS_ENABLED="False")
-    demo = launch(ModelRegistry.discover(folders=[models_dir]), limits, port=None, block=False)
+    priors = PriorRegistry.discover(folders=[priors_dir]) if priors_dir else None
+    demo = launch(ModelRegistry.discover(folders=[models_dir]), limits, port=None, block=False, priors=priors)
     try:
         yield demo.local_url
     finally:

@@ -41,7 +41,8 @@ def random_image(h: int = 32, w: int = 48, seed: int = 0) -> np.ndarray:
 
 
 def test_export_files_and_halves(export_dir):
-    assert sorted(p.name for p in export_dir.iterdir()) == ["config.json", "decoder.safetensors", "encoder.safetensors"]
+    names = sorted(p.name for p in export_dir.iterdir())
+    assert names == ["README.md", "config.json", "decoder.safetensors", "encoder.safetensors"]  # README: model card
     enc, dec = load_file(export_dir / "encoder.safetensors"), load_file(export_dir / "decoder.safetensors")
     assert "quantizer.embed" in enc and "quantizer.embed" in dec  # each half carries the codebook
     assert not any(k.startswith("decoder.") for k in enc) and not any(k.startswith("encoder.") for k in dec)

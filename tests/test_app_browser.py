@@ -146,3 +146,21 @@ def test_upload_an_image_and_see_the_reconstruction_and_figures(page, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+
+@pytest.mark.skipif(
+    not (EXAMPLES.parent.parent / "checkpoints" / "priors").is_dir(), reason="no shipped prior (checkpoints/priors/)"
+)
+def test_generate_samples_from_the_shipped_prior_and_see_them_decoded(page, tmp_path):
+    page.get_by_role("tab", name="Generate").click()
+    page.locator("#generate-button").click()  # the defaults: 8 unconditional samples of the first prior
+    images = page.locator("#generated img")
+    images.nth(7).wait_for()
+    for k in range(8):
+        page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=images.nth(k).element_handle())
+    assert images.nth(0).evaluate("i => [i.naturalWidth, i.naturalHeight]") == [64, 64]  # 8x8 ids of tiny, decoded
+    summary = page.locator("#generate-summary").inner_text()
+    assert "8 sample(s)" in summary and "decoded with tiny" in summary
+    shot = tmp_path / "app_generate_tab.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")

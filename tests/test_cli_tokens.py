@@ -131,7 +131,12 @@ def test_unwritable_outputs_are_clear_errors(export_dir, tmp_path, capsys):
     ("ids", "size", "message"),
     [
         (torch.full((2, 2), 600), (16, 16), "ids must lie in [0, 512)"),
-        (torch.zeros(2, 2), (17, 16), "size must be (H, W) ints within the decoded size (16, 16)"),
+        (
+            torch.zeros(2, 2),
+            (17, 16),
+            "its grid of ids (2, 2) does not fit its size (17, 16): 'tiny' gives that size a grid of (3, 2)",
+        ),
+        (torch.zeros(2, 2), (8, 16), "its grid of ids (2, 2) does not fit its size (8, 16)"),
         (torch.zeros(2, 2, 2), (5, 16, 16), "it holds a video's ids (2, 2, 2), and 'tiny' is an image tokenizer"),
     ],
 )

@@ -20,6 +20,7 @@ from vqtok.config import TokenizerConfig
 from vqtok.store import TokenStore
 from vqtok.token_file import load_tokens
 from vqtok.training.module import TokenizerTraining
+from vqtok.training.options import GanOptions
 
 TINY = REPO / "configs" / "image_tiny.yaml"
 # 24 batches of 8 procedural images in epochs of 4 batches (32 images, reshuffled every epoch), with the default

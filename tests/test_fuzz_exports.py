@@ -951,10 +951,10 @@ def decode_token_file(tok: vqtok.Tokenizer, path: Path, out: Path) -> list[Path]
 def try_token_file(category: str, label: str, tok: vqtok.Tokenizer, path: Path, data: bytes) -> Outcome:
     """Decoding the token file ``data`` writes images, or is refused: FileFormatError naming the file when it
     cannot be read, and also (naming the file and the item) when an item cannot be decoded: ids outside the codebook,
-    a size beyond the grid."""
+    a grid that does not fit the item's size."""
     path.write_bytes(data)
     out = path.parent / "decoded"
-    names = (str(path), "ids must", "ids are", "size must", "decode_chunks takes")
+    names = (str(path), "ids must", "ids are", "size must", "does not fit its size", "decode_chunks takes")
     outcome = attempt(category, label, lambda: decode_token_file(tok, path, out), (FileFormatError, InputError), names)
     if outcome.loaded:
         assert outcome.value, f"{label}: nothing decoded"
@@ -1064,7 +1064,8 @@ def test_token_files_with_bad_contents(tmp_path, tok, token_bytes, capsys):
     ]
     for size in sizes:
         item = [{"size": size, "source": "a.png"}]
-        files.append((f"size {size!r}", token_file_bytes({"ids.0": ids}, item, fp), size in ([8, 8], [16, 17])))
+        # ids (2, 3) fit sizes 9..16 x 17..24 only: a size the grid does not fit (8 x 8 gives 1 x 1) is malformed
+        files.append((f"size {size!r}", token_file_bytes({"ids.0": ids}, item, fp), size == [16, 17]))
     items_lies: list[tuple[str, object, bool]] = [
         ("items not JSON", "[{size", False),
         ("items nested 100000 deep", "[" * 100_000, False),

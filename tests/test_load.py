@@ -1,4 +1,4 @@
-"""The load test (bench/load.py) run small: the real app in its own process on loopback, six real gradio_client
+"""The load test (bench/load/) run small: the real app in its own process on loopback, six real gradio_client
 clients for a few seconds of mixed valid and invalid requests; every request answered or cleanly refused."""
 
 from __future__ import annotations

@@ -107,8 +107,12 @@ def test_fit_resume_export(monkeypatch, tmp_path):
 def test_learning_rate_warms_up_decays_and_a_resumed_run_continues_the_curve(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     schedule = [
-        "--model.optimizer.warmup_steps", "5", "--model.optimizer.lr_decay_steps", "30",
-        "--model.optimizer.min_lr_ratio", "0.1",
+        "--model.optimizer.warmup_steps",
+        "5",
+        "--model.optimizer.lr_decay_steps",
+        "30",
+        "--model.optimizer.min_lr_ratio",
+        "0.1",
     ]
     args = ["fit", "--config", TINY, *schedule, "--model.channels_last", "true", *QUIET]
     assert main([*args, "--trainer.max_epochs", "1"]) == 0
@@ -162,7 +166,9 @@ def test_training_options_round_trip_through_a_weights_only_checkpoint(tmp_path)
     trainer.save_checkpoint(tmp_path / "m.ckpt", weights_only=True)
     loaded = TokenizerTraining.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True)
     assert (loaded.optimizer_options, loaded.loss_weights, loaded.gan) == (
-        module.optimizer_options, module.loss_weights, module.gan
+        module.optimizer_options,
+        module.loss_weights,
+        module.gan,
     )
     assert loaded.optimizer_options.adam_betas == (0.9, 0.99)
 

@@ -186,3 +186,24 @@ def test_video_presets_are_4x8x8_and_4x16x16():
     for name, f in (("video_4x8x8", 8), ("video_4x16x16", 16), ("video_tiny", 8)):
         c = TokenizerConfig.from_name(name)
         assert c.video and c.temporal_downsample == 4 and c.downsample == f
+
+
+def test_token_shape_is_the_grid_encode_gives_and_decode_video_file_writes_the_decoded_clip(tmp_path):
+    """The one statement of the token geometry agrees with encode; decode_video_file writes decode's frames."""
+    from vqtok.io.video import read_video
+
+    tok = vqtok.load("video_tiny")
+    video = torch.rand(1, 3, 6, 20, 27) * 2 - 1
+    ids = tok.encode(video)
+    assert tuple(ids.shape[1:]) == tok.token_shape((6, 20, 27)) == (3, 3, 4)  # 1 + ceil(5/4), ceil(20/8), ceil(27/8)
+    assert tok.token_shape((20, 27)) == (3, 4)
+    tok.check_grid(ids[0], (6, 20, 27))
+    with pytest.raises(InputError, match=r"does not fit its size \(9, 20, 27\).* grid of \(3, 3, 4\)"):
+        tok.check_grid(ids[0, :2], (9, 20, 27))
+    path = tok.decode_video_file(ids[0], tmp_path / "clip.mp4", size=(6, 20, 27), fps=12.0)
+    frames, _ = read_video(path)
+    expected = vqtok.inputs.to_uint8(tok.decode(ids, size=(6, 20, 27))[0])  # (6, 20, 27, 3)
+    assert frames.shape[0] == 6 and frames.shape[1:3] >= (20, 27)  # yuv420p pads odd sizes by one pixel
+    assert np.abs(frames[:, :20, :27].astype(int) - expected).mean() < 6  # H.264 at crf 18
+    with pytest.raises(InputError, match="one video's ids"):
+        tok.decode_video_file(ids, tmp_path / "x.mp4")

@@ -132,7 +132,8 @@ def run_config(name: str, run: Run) -> dict[str, Any]:
     model = _merge(config["model"], run.model)
     if not run.from_scratch:
         model["init_from"] = V1
-    model["optimizer"]["lr_decay_steps"] = 30000  # the long run's schedule, so a short run sees the same rates as its start
+    # the long run's schedule, so a short run sees the same rates as its start
+    model["optimizer"]["lr_decay_steps"] = 30000
     model["tokenizer"]["name"] = f"study_{name}"
     config["model"] = model
     config["data"]["init_args"] = _merge(config["data"]["init_args"], run.data)

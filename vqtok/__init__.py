@@ -9,7 +9,7 @@
 >>> store = vqtok.TokenStore("tokens/")  # a data set tokenized by `vqtok tokenize`; store[i].ids
 """
 
-from vqtok import inputs, metrics
+from vqtok import convert, inputs, metrics  # convert is callable: vqtok.convert(...) is vqtok.convert.convert(...)
 from vqtok._version import __version__
 from vqtok.config import PRESETS, TokenizerConfig
 from vqtok.errors import (
@@ -23,6 +23,7 @@ from vqtok.errors import (
 )
 from vqtok.export import export_fingerprints, resolve_export
 from vqtok.model.quantizers import FiniteScalarQuantizer, LookupFreeQuantizer, VectorQuantizer
+from vqtok.prior import Prior, load_prior
 from vqtok.store import TokenStore
 from vqtok.tokenizer import Tokenizer, load
 
@@ -35,6 +36,7 @@ __all__ = [
     "InputError",
     "InputTypeError",
     "LookupFreeQuantizer",
+    "Prior",  # a trained prior over a tokenizer's ids: sample new grids (see vqtok.prior)
     "TokenStore",
     "Tokenizer",
     "TokenizerConfig",
@@ -42,10 +44,12 @@ __all__ = [
     "VectorQuantizer",
     "VqtokError",
     "__version__",
+    "convert",  # a published tokenizer checkpoint (taming, LlamaGen, diffusers) -> a vqtok export
     # the fingerprints a token file of an export may carry, read without loading the model (match files to exports)
     "export_fingerprints",
     "inputs",
     "load",
+    "load_prior",  # a prior export (vqtok prior export) -> Prior
     "metrics",
     "resolve_export",  # where a short name ("image", "video") or a path leads: an export directory
 ]

@@ -14,6 +14,7 @@ from vqtok.errors import ConfigError
 # Training checkpoints (.ckpt) written by vqtok.training store the tokenizer config under this key, as plain data.
 CHECKPOINT_CONFIG_KEY = "vqtok_tokenizer_config"
 QUANTIZER_KINDS = ("vq", "fsq", "lfq")  # the registry in vqtok.model.quantizers builds each
+BACKBONES = ("vqgan", "magvit2")  # encoder/decoder designs: vqtok.model.autoencoder, vqtok.model.magvit2
 # Training options that config.json held before vqtok 0.2 (they now live in QuantizerTraining and the training
 # module): still accepted when reading old exports and checkpoints, and dropped.
 LEGACY_TRAINING_FIELDS = (
@@ -37,8 +38,10 @@ class TokenizerConfig:
     ``quantizer`` picks the quantizer (:mod:`vqtok.model.quantizers`): "vq" (a learned codebook of ``num_codes``
     vectors of ``code_dim``), "fsq" (the implicit grid of ``levels``; ``code_dim`` must be ``len(levels)``) or
     "lfq" (the 2^``code_dim`` sign patterns of ``code_dim`` channels). How a quantizer trains (EMA, restarts,
-    loss weights) is not architecture: see :class:`QuantizerTraining`. ``name`` is a label only: it is not part
-    of the fingerprint, so renaming an export keeps its token files valid.
+    loss weights) is not architecture: see :class:`QuantizerTraining`. ``name``, ``source`` and ``license`` are
+    labels only: they are not part of the fingerprint, so renaming an export keeps its token files valid. Fields
+    added after vqtok 0.2 (:data:`LATER_FIELDS`) are left out of ``config.json`` and the fingerprint while they
+    hold their defaults, so older exports and their token files stay valid byte for byte.
     """
 
     name: str = "f8"  # a label carried into exports and logs (not part of the architecture)
@@ -56,12 +59,23 @@ class TokenizerConfig:
     levels: list[int] = field(default_factory=list)  # fsq: levels per channel, e.g. [8, 8, 8, 5, 5, 5]
     video: bool = False  # causal 3D convolutions over (B, C, T, H, W) instead of 2D ones over (B, C, H, W)
     temporal_downsample: int = 1  # video only: time factor r (a power of 2), taken at the deepest resolution steps
+    # Self-attention after every ResNet block of these levels (0 = full resolution; the decoder mirrors them), as in
+    # taming's attn_resolutions; images only. Converted checkpoints use it (see vqtok.convert).
+    attention_levels: list[int] = field(default_factory=list)
+    # "vqgan": the encoder/decoder of vqtok.model.autoencoder (taming's design); "magvit2": Open-MAGVIT2's
+    # (vqtok.model.magvit2: adaptive GroupNorm decoder, no attention, no 1x1 convs around the codes: z_channels ==
+    # code_dim), images only.
+    backbone: str = "vqgan"
+    source: str = ""  # label: the published model an export was converted from (not part of the architecture)
+    license: str = ""  # label: that model's licence, e.g. "mit" (not part of the architecture)
 
     def __post_init__(self) -> None:
         if isinstance(self.channel_mults, tuple):
             self.channel_mults = list(self.channel_mults)
         if isinstance(self.levels, tuple):
             self.levels = list(self.levels)
+        if isinstance(self.attention_levels, tuple):
+            self.attention_levels = list(self.attention_levels)
         self.validate()
 
     @property
@@ -74,9 +88,10 @@ class TokenizerConfig:
         return self.num_codes
 
     def architecture(self) -> dict[str, Any]:
-        """The fields that define the function from pixels to ids and back (all but ``name``), as plain data."""
+        """The fields that define the function from pixels to ids and back (all but the labels), as plain data."""
         d = self.to_dict()
-        del d["name"]
+        for label in LABEL_FIELDS:
+            d.pop(label, None)
         return d
 
     @property
@@ -102,7 +117,8 @@ class TokenizerConfig:
             )
         if not self.channel_mults or any(m < 1 for m in self.channel_mults):
             problems.append(f"channel_mults must be a non-empty list of positive ints, got {self.channel_mults}")
-        widths = [self.base_channels * m for m in self.channel_mults] + [self.z_channels]
+        widths = [self.base_channels * m for m in self.channel_mults]
+        widths += [self.z_channels] if self.backbone != "magvit2" else []  # magvit2 never normalises z
         if self.norm_groups < 1 or any(w % self.norm_groups for w in widths):
             problems.append(f"every width {widths} must be divisible by norm_groups={self.norm_groups}")
         if self.num_res_blocks < 1:
@@ -111,6 +127,8 @@ class TokenizerConfig:
             problems.append(f"code_dim must be >= 1, got {self.code_dim}")
         problems += self._quantizer_problems()
         problems += self._temporal_problems()
+        problems += self._attention_problems()
+        problems += self._backbone_problems()
         if problems:
             raise ConfigError("invalid tokenizer config: " + "; ".join(problems))
 
@@ -145,8 +163,35 @@ class TokenizerConfig:
             ]
         return []
 
+    def _attention_problems(self) -> list[str]:
+        levels = self.attention_levels
+        if not levels:
+            return []
+        if self.video:
+            return [f"attention_levels is for image tokenizers only, got {levels} with video=true"]
+        if sorted(set(levels)) != levels or not 0 <= levels[0] <= levels[-1] < len(self.channel_mults):
+            return [
+                f"attention_levels must be increasing level indices in [0, {len(self.channel_mults)}), got {levels}"
+            ]
+        return []
+
+    def _backbone_problems(self) -> list[str]:
+        if self.backbone not in BACKBONES:
+            return [f"backbone must be one of {list(BACKBONES)}, got {self.backbone!r}"]
+        if self.backbone == "magvit2":
+            if self.video or self.attention or self.attention_levels:
+                return ["backbone 'magvit2' has no attention and no video form: set attention=false, video=false"]
+            if self.code_dim != self.z_channels:
+                return [f"backbone 'magvit2' quantizes z directly: code_dim must equal z_channels={self.z_channels}"]
+        return []
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data; the :data:`LATER_FIELDS` are left out while they hold their defaults."""
+        d = dataclasses.asdict(self)
+        for key, default in LATER_FIELDS.items():
+            if d[key] == default:
+                del d[key]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
@@ -255,7 +300,15 @@ _FIELD_KINDS: dict[str, type] = {
     "levels": list,
     "video": bool,
     "temporal_downsample": int,
+    "attention_levels": list,
+    "backbone": str,
+    "source": str,
+    "license": str,
 }
+# Fields that describe a model without changing its function: left out of the architecture and the fingerprint.
+LABEL_FIELDS = ("name", "source", "license")
+# Fields added after vqtok 0.2, with their defaults: config.json and the fingerprint leave them out at the default.
+LATER_FIELDS: dict[str, Any] = {"attention_levels": [], "backbone": "vqgan", "source": "", "license": ""}
 
 # Named presets. f8/f16 follow the high-usage published image tokenizers: 16384 codes, 8-dim l2-normalised lookup.
 PRESETS: dict[str, dict[str, Any]] = {

@@ -24,15 +24,17 @@ from torch import Tensor
 from vqtok._version import __version__
 from vqtok.config import CHECKPOINT_CONFIG_KEY, LEGACY_TRAINING_FIELDS, TokenizerConfig
 from vqtok.errors import ConfigError, ExportError
-from vqtok.io.atomic import default_dir_mode, fsync_dir
+from vqtok.io.atomic import default_dir_mode, fsync_dir, replace_dir
 from vqtok.io.tensors import save_safetensors
 from vqtok.model.vqvae import DECODER_PREFIXES, ENCODER_PREFIXES, QUANTIZER_PREFIX, VQVAE
+from vqtok.model_card import CARD_FILE, model_card
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 ENCODER_FILE = "encoder.safetensors"
 DECODER_FILE = "decoder.safetensors"
+ONNX_MANIFEST = "onnx.json"  # marks a directory written by vqtok export-onnx (vqtok.backends.onnx_export)
 FORMAT = "vqtok-export-1"
 CKPT_MODEL_PREFIX = "model."  # where training checkpoints keep the generator's weights
 # The floating-point dtypes, by name, that exports store weights in and tokenizers run in.
@@ -66,7 +68,8 @@ def save_export(model: VQVAE, out_dir: str | os.PathLike, dtype: torch.dtype = t
     ``dtype`` is the storage type of the encoder's and decoder's floating-point weights (float16 halves the
     files); the quantizer's tensors stay float32, so the fingerprint does not depend on it (ids may, where rounding
     the weights tips a nearest-code choice). Loading always gives float32 weights. config.json holds the
-    architecture and the name (:class:`~vqtok.config.TokenizerConfig`), no training options.
+    architecture and the name (:class:`~vqtok.config.TokenizerConfig`), no training options; README.md is a model
+    card with Hugging Face metadata (:mod:`vqtok.model_card`), so the folder can be uploaded to the hub as it is.
     """
     if dtype not in DTYPES.values():
         raise ExportError(f"export dtype must be one of {sorted(DTYPES)}, got {dtype}")
@@ -89,8 +92,9 @@ def save_export(model: VQVAE, out_dir: str | os.PathLike, dtype: torch.dtype = t
         save_safetensors(enc, tmp / ENCODER_FILE, metadata={**meta, "part": "encoder"})
         save_safetensors(dec, tmp / DECODER_FILE, metadata={**meta, "part": "decoder"})
         (tmp / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        (tmp / CARD_FILE).write_text(model_card(model.config, fingerprint(model.config, model.identity_tensors())))
         _fsync_dir_files(tmp)
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError):  # a full disk, say: name the export, not the temporary folder
@@ -111,18 +115,6 @@ def _fsync_dir_files(d: Path) -> None:
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     fsync_dir(d)
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished directory src to dst; an older dst is swapped out first and removed after."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(src, dst)
-    fsync_dir(dst.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def export_checkpoint(
@@ -194,6 +186,8 @@ def export_fingerprints(path: str | os.PathLike) -> tuple[str, ...]:
     model is built on the meta device only to name them), so matching a token file against many exports costs a
     few reads, not loading each model."""
     root = Path(path)
+    if (root / ONNX_MANIFEST).is_file() and not (root / ENCODER_FILE).is_file():  # written by vqtok export-onnx
+        return _onnx_fingerprints(root)
     try:
         config_dict = json.loads((root / CONFIG_FILE).read_text())
         config = _config_from_dict(config_dict, str(root / CONFIG_FILE))
@@ -209,6 +203,17 @@ def export_fingerprints(path: str | os.PathLike) -> tuple[str, ...]:
     if missing:
         raise ExportError(f"{root} is not a readable export: missing {missing}")
     return (fingerprint(config, identity), *_legacy(config_dict, identity))
+
+
+def _onnx_fingerprints(root: Path) -> tuple[str, ...]:
+    """The fingerprints an ONNX export (see vqtok.backends.onnx_export) recorded from the export it was made of."""
+    try:
+        found = json.loads((root / ONNX_MANIFEST).read_text())["fingerprints"]
+    except (OSError, ValueError, RecursionError, KeyError, TypeError) as e:
+        raise ExportError(f"{root} is not a readable ONNX export: {ONNX_MANIFEST}: {e!r}") from None
+    if not isinstance(found, list) or not found or not all(isinstance(f, str) for f in found):
+        raise ExportError(f"{root} is not a readable ONNX export: {ONNX_MANIFEST} lists no fingerprints")
+    return tuple(found)
 
 
 def _legacy(config_dict: dict, identity: dict[str, Tensor]) -> tuple[str, ...]:
@@ -350,8 +355,14 @@ def resolve_export(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> Path:
     """An export directory from a path, or from the short name of a shipped checkpoint (see CHECKPOINT_DIRS).
 
     A folder in the working directory that happens to have a shipped name (say ``image/`` of photos) does not
-    hide the shipped export unless it holds a config.json.
+    hide the shipped export unless it holds a config.json. A hub name (``hf://OWNER/REPO[/PATH][?from=SOURCE]``)
+    is fetched through huggingface_hub's cache, and converted once when it names a published checkpoint
+    (see :mod:`vqtok.convert.hub`).
     """
+    if str(name_or_path).startswith("hf://"):
+        from vqtok.convert.hub import resolve  # the hub layer sits above exports; imported only for hub names
+
+        return resolve(str(name_or_path))
     path = Path(name_or_path)
     shipped = [root / path for root in CHECKPOINT_DIRS if len(path.parts) == 1 and (root / path).is_dir()]
     if path.is_dir() and ((path / CONFIG_FILE).is_file() or not shipped):

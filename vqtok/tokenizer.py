@@ -19,15 +19,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vqtok.backends.base import BACKENDS, Backend, TileSwitch
+from vqtok.backends.torch_model import TorchBackend
 from vqtok.config import TokenizerConfig
 from vqtok.errors import InputError
-from vqtok.export import DEFAULT_MODEL, DTYPES, export_fingerprints, fingerprint, load_export, resolve_export
-from vqtok.inputs import ImageInput, VideoInput, check_same_size, id_batch, image_batch, video_batch
+from vqtok.export import DEFAULT_MODEL, DTYPES, export_fingerprints, load_export, resolve_export
+from vqtok.inputs import ImageInput, VideoInput, check_same_size, id_batch, image_batch, to_uint8, video_batch
 from vqtok.io.images import DEFAULT_MAX_PIXELS
 from vqtok.io.optional import video_io, video_suffixes
-from vqtok.model.causal import TileStreams, streaming
 from vqtok.model.vqvae import VQVAE
-from vqtok.temporal import frame_chunks, latent_chunks
+from vqtok.temporal import frame_chunks, latent_chunks, latent_length
 from vqtok.tiling import decode_tiled, encode_tiled
 from vqtok.transforms import pad_to_multiple
 
@@ -50,7 +51,7 @@ class Tokenizer:
 
     def __init__(
         self,
-        model: VQVAE,
+        model: VQVAE | Backend,
         device: torch.device,
         dtype: torch.dtype,
         chunk_frames: int = DEFAULT_CHUNK_FRAMES,
@@ -59,7 +60,9 @@ class Tokenizer:
         fingerprints: tuple[str, ...] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        r, f = model.config.temporal_downsample, model.config.downsample
+        # What runs the model: the torch VQVAE, or another Backend (an ONNX export through onnxruntime, say).
+        self.backend: Backend = TorchBackend(model) if isinstance(model, VQVAE) else model
+        r, f = self.backend.config.temporal_downsample, self.backend.config.downsample
         if not isinstance(chunk_frames, int) or chunk_frames < 1 or chunk_frames % r:
             raise InputError(f"chunk_frames must be a positive multiple of the temporal factor {r}, got {chunk_frames}")
         if tile_size is not None and (not isinstance(tile_size, int) or tile_size < 8 * f or tile_size % f):
@@ -71,7 +74,6 @@ class Tokenizer:
             not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1
         ):
             raise InputError(f"max_pixels must be None or a positive int, got {max_pixels!r}")
-        self.model = model
         self.device = device
         self.dtype = dtype
         self.chunk_frames = chunk_frames
@@ -83,7 +85,14 @@ class Tokenizer:
 
     @property
     def config(self) -> TokenizerConfig:
-        return self.model.config
+        return self.backend.config
+
+    @property
+    def model(self) -> VQVAE:
+        """The torch model (torch backend only)."""
+        if not isinstance(self.backend, TorchBackend):
+            raise InputError(f"this tokenizer runs on the {type(self.backend).__name__} backend, not a torch model")
+        return self.backend.model
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -96,7 +105,7 @@ class Tokenizer:
         """The fingerprints a token file of this model may carry: :attr:`fingerprint`, then, for an export from
         before vqtok 0.2, the one token files written then carry."""
         if self._fingerprints is None:
-            self._fingerprints = (fingerprint(self.config, self.model.identity_tensors()),)
+            self._fingerprints = self.backend.fingerprints()
         return self._fingerprints
 
     @property
@@ -118,6 +127,29 @@ class Tokenizer:
     def temporal_downsample(self) -> int:
         """Temporal factor r: 1 + r*k frames give 1 + k latent frames (1 for image tokenizers)."""
         return self.config.temporal_downsample
+
+    def token_shape(self, size: Sequence[int]) -> tuple[int, ...]:
+        """The grid of ids this tokenizer gives an image of ``size`` (H, W): (ceil(H/f), ceil(W/f)); or a video of
+        ``size`` (T, H, W): (1 + ceil((T-1)/r), ceil(H/f), ceil(W/f)). The one place that geometry is written down:
+        token files, stores and the app check their grids against it."""
+        f = self.downsample
+        if len(size) not in (2, 3) or not all(isinstance(s, int) and s > 0 for s in size):
+            raise InputError(f"size must be (H, W) or (T, H, W) positive ints, got {tuple(size)!r}")
+        grid = tuple(-(-s // f) for s in size[-2:])
+        return (latent_length(size[0], self.temporal_downsample), *grid) if len(size) == 3 else grid
+
+    def check_grid(self, ids: Tensor, size: Sequence[int]) -> None:
+        """Raise :class:`InputError` unless ``ids`` (h, w) or (t, h, w) is the grid :meth:`token_shape` gives
+        ``size``, e.g. for an item of a token file, whose ids and size are stored apart."""
+        if len(size) == 3 and not self.is_video:
+            name = self.config.name
+            raise InputError(f"it holds a video's ids {tuple(ids.shape)}, and {name!r} is an image tokenizer")
+        expected = self.token_shape(size)
+        if tuple(ids.shape) != expected:
+            raise InputError(
+                f"its grid of ids {tuple(ids.shape)} does not fit its size {tuple(size)}: "
+                f"{self.config.name!r} gives that size a grid of {expected}"
+            )
 
     @torch.inference_mode()
     def encode(self, x: ImageInput | VideoInput) -> Tensor:
@@ -192,7 +224,7 @@ class Tokenizer:
 
     def _encode(self, x: Tensor) -> Tensor:
         """One model call: (B, 3, [T,] H, W) -> ids (B, [t,] h, w), reported to :attr:`progress`."""
-        ids = self.model.encode(x).ids
+        ids = self.backend.encode_ids(x)
         if self.progress is not None:
             self.progress(x[:, 0].numel())
         return ids
@@ -205,7 +237,7 @@ class Tokenizer:
 
     def _decode_ids(self, ids: Tensor) -> Tensor:
         """One model call: ids (B, [t,] h, w) on this tokenizer's device -> unclamped float32 (B, 3, [T,] H, W)."""
-        y = self.model.decode_ids(ids).float()
+        y = self.backend.decode_ids(ids).float()
         if self.progress is not None:
             self.progress(y[:, 0].numel())
         return y
@@ -241,11 +273,33 @@ class Tokenizer:
         ids = self._encode_chunks(chunk.float() / 127.5 - 1.0 for chunk in chunks)
         return EncodedVideo(ids=ids, num_frames=num_frames, height=info.height, width=info.width, fps=info.fps)
 
+    def decode_video_file(
+        self,
+        ids: Tensor,
+        path: str | os.PathLike,
+        size: tuple[int, int, int] | None = None,
+        fps: float | None = None,
+        preset: str = "medium",
+    ) -> Path:
+        """Decode one video's ids (t, h, w) straight into an MP4 (H.264, see :func:`vqtok.io.video.write_video`),
+        piece by piece: memory does not grow with the length. ``size=(T, H, W)`` crops it (a token file's recorded
+        size); ``fps`` defaults to 24. Returns ``path``, written atomically."""
+        if ids.ndim != 3:
+            raise InputError(f"decode_video_file takes one video's ids (t, h, w), got shape {tuple(ids.shape)}")
+        if not self.is_video:
+            raise InputError(f"{self.config.name!r} is an image tokenizer and cannot decode videos")
+
+        def frames() -> Iterator[np.ndarray]:  # uint8 (H, W, 3)
+            for piece in self.decode_chunks(ids[None], size=size):  # (1, 3, n, H, W) in [-1, 1]
+                yield from to_uint8(piece[0])
+
+        video_io().write_video(path, frames(), fps=fps or 24.0, preset=preset)
+        return Path(path)
+
     def _encode_chunks(self, chunks: Iterable[Tensor]) -> Tensor:
         """Stream chunks (B, 3, L, H, W) in [-1, 1] (as :func:`frame_chunks` cuts them) -> ids (B, t, h, w)."""
         ids = []
-        with streaming(self.model.encoder):
-            streams = TileStreams(self.model.encoder)
+        with self.backend.stream("encoder") as streams:
             for chunk in chunks:
                 chunk = pad_to_multiple(chunk.to(self.device), self.downsample).to(self.dtype)
                 tiles = self._tiles(chunk.shape[-2:])
@@ -294,8 +348,7 @@ class Tokenizer:
         T, H, W = (1 + r * (t - 1), h * f, w * f) if size is None else _crop_size(size, (1 + r * (t - 1), h * f, w * f))
         emitted = 0
         tiles = self._tiles((h * f, w * f))
-        with streaming(self.model.decoder):
-            streams = TileStreams(self.model.decoder)
+        with self.backend.stream("decoder") as streams:
             for part in latent_chunks(t, self.chunk_frames // r):
                 part_ids = ids[:, part].to(self.device)  # (B, l, h, w)
                 if tiles is None:
@@ -313,7 +366,7 @@ class Tokenizer:
     def codes(self, ids: Tensor) -> Tensor:
         """Token ids (B, [t,] h, w) -> the code vectors float32 (B, code_dim, [t,] h, w) the decoder receives."""
         ids = self._check_ids(ids)
-        return self.model.quantizer.indices_to_codes(ids.to(self.device))
+        return self.backend.codes(ids.to(self.device))
 
     def _check_ids(self, ids: Tensor) -> Tensor:
         """Validated int64 ids (see :func:`vqtok.inputs.id_batch`), their grids within ``max_pixels`` once decoded."""
@@ -340,7 +393,7 @@ class Tokenizer:
         return f"Tokenizer(name={c.name!r}, {kind}f={self.downsample}, {size}, device={self.device})"
 
 
-def _per_tile(streams: TileStreams, run: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+def _per_tile(streams: TileSwitch, run: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
     """``run`` for the tiles of one chunk, each in its own stream; tiles come in the same order every chunk."""
     order = itertools.count()
 
@@ -384,8 +437,10 @@ def load(
     tile_size: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     progress: Callable[[int], None] | None = None,
+    convert_from: str | None = None,
+    backend: str = "torch",
 ) -> Tokenizer:
-    """Load an exported tokenizer (a directory written by ``vqtok export``, or a short name).
+    """Load an exported tokenizer (a directory written by ``vqtok export``, a short name, or a hub name).
 
     Args:
         name_or_path: export directory, or the short name of a shipped tokenizer: "image" (the default, f8 with
@@ -403,7 +458,16 @@ def load(
             their header, so decompression bombs cost nothing). ``None`` lifts the limit.
         progress: called after every model call (a batch, an image tile, a video chunk or a chunk's tile) with
             the pixels it covered (B * T * H * W, tiles with their overlap), e.g. a progress bar's ``update``.
+        convert_from: for a hub name ``hf://OWNER/REPO/FILE``: the codebase of the published checkpoint it names
+            ("taming", "llamagen", "diffusers", "open-magvit2"; see :func:`vqtok.convert`; or ``?from=SOURCE`` at the
+            end of the name), converted once and cached beside the download. ``None``: the name is a vqtok export
+            (``hf://OWNER/REPO[/FOLDER]``). Downloads go through huggingface_hub's cache (``HF_HUB_OFFLINE=1``
+            reads the cache only).
+        backend: "torch" (the default), or "onnx": run a directory written by ``vqtok export-onnx`` through
+            onnxruntime (the ``onnx`` extra; CPU, float32, threads as torch's), behind the same methods.
     """
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if dtype not in DTYPES.values():
         raise InputError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
     if max_pixels is not None and (type(max_pixels) is not int or max_pixels < 1):  # before the model loads
@@ -413,7 +477,9 @@ def load(
         torch.empty(0, device=device)  # fails here, with torch's reason, if the device is unusable
     except (RuntimeError, TypeError, ValueError, AssertionError) as e:  # AssertionError: CUDA asked of a CPU build
         raise InputError(f"device {device!r} cannot be used: {e}") from None
-    root = resolve_export(name_or_path)
+    root = _resolve(name_or_path, convert_from)
+    if backend == "onnx":
+        return _load_onnx(root, device, dtype, chunk_frames, tile_size, max_pixels, progress)
     model = load_export(root)
     fingerprints = export_fingerprints(root)
     model.requires_grad_(False).eval().to(device)
@@ -424,3 +490,35 @@ def load(
         # NHWC convolutions are faster in oneDNN and cuDNN (torch's stubs omit Module.to's memory_format)
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return Tokenizer(model, device, dtype, chunk_frames, tile_size, max_pixels, fingerprints, progress)
+
+
+def _resolve(name_or_path: str | os.PathLike, convert_from: str | None) -> Path:
+    """The export directory of a path, a short name or a hub name (converted from ``convert_from``)."""
+    from vqtok.convert import hub
+
+    if hub.is_hub_name(name_or_path):
+        return hub.resolve(str(name_or_path), convert_from)
+    if convert_from is not None:
+        raise InputError(
+            f"convert_from is for hub names (hf://...); convert the checkpoint {str(name_or_path)!r} once with "
+            f"vqtok convert {name_or_path} OUT --from {convert_from}, then load OUT"
+        )
+    return resolve_export(name_or_path)
+
+
+def _load_onnx(
+    root: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    chunk_frames: int,
+    tile_size: int | None,
+    max_pixels: int | None,
+    progress: Callable[[int], None] | None,
+) -> Tokenizer:
+    """A Tokenizer over the ONNX export at ``root`` (see :mod:`vqtok.backends.onnx_runtime`)."""
+    from vqtok.backends.onnx_runtime import OnnxBackend
+
+    if device.type != "cpu" or dtype != torch.float32:
+        raise InputError(f"backend='onnx' runs on the CPU in float32; got device={device}, dtype={dtype}")
+    onnx = OnnxBackend(root)
+    return Tokenizer(onnx, device, dtype, chunk_frames, tile_size, max_pixels, onnx.fingerprints(), progress)

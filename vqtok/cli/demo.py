@@ -43,6 +43,16 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="also offer every export inside DIR (default: the checkout's checkpoints/)",
     )
+    demo.add_argument(
+        "--prior", action="append", default=[], metavar="DIR", help="a prior export for the Generate tab (repeatable)"
+    )
+    demo.add_argument(
+        "--priors-dir",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="also offer every prior export inside DIR (default: the checkout's checkpoints/priors/)",
+    )
     demo.add_argument("--host", default="127.0.0.1", help="interface to bind (default: this machine only)")
     demo.add_argument("--port", type=int, default=7860)
     demo.add_argument("--device", default="cpu")
@@ -66,9 +76,23 @@ def demo_command(args: argparse.Namespace) -> int:
     for model in args.video_model:
         if not registry.entries[registry.name_of(resolve_export(model).resolve())].video:
             raise VqtokError(f"--video-model {model} is an image tokenizer (its config.json has video: false)")
+    priors = _priors(args)
     print(f"vqtok demo: models {registry.names()} on http://{args.host}:{args.port}", flush=True)
-    app.launch(registry, limits, host=args.host, port=args.port)
+    app.launch(registry, limits, host=args.host, port=args.port, priors=priors)
     return 0
+
+
+def _priors(args: argparse.Namespace) -> object:
+    """The app's PriorRegistry: the --prior exports, then those inside --priors-dir (default: checkpoints/priors/)."""
+    registry = importlib.import_module("vqtok.app.priors").PriorRegistry  # the app extra: imported only here
+    if args.priors_dir is None:
+        folders = [CHECKOUT / "checkpoints" / "priors"] if (CHECKOUT / "checkpoints" / "priors").is_dir() else []
+    else:
+        folders = args.priors_dir
+        missing = [f for f in folders if not Path(f).is_dir()]
+        if missing:
+            raise VqtokError(f"--priors-dir {missing[0]} is not a directory")
+    return registry.discover(args.prior, folders, device=args.device)
 
 
 def _import_app() -> tuple[ModuleType, ...]:

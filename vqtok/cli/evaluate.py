@@ -57,12 +57,14 @@ def eval_command(args: argparse.Namespace) -> int:
         if image_tok.is_video:
             raise InputError(f"--baselines takes an image tokenizer; {args.baselines!r} is a video model")
         videos = [s.path for s in result.of_kind("video")]
+        if not videos:
+            raise InputError("--baselines compares video files, and none of the inputs was scored as a video")
         r = tok.config.temporal_downsample
         rows = [(f"{args.model} (video tokenizer)", result)]
         for label, hold in ((f"{args.baselines}, every frame", None), (f"{args.baselines}, keyframes held {r}", r)):
-            rows.append((label, evaluate_files(image_tok, videos, crop, args.max_frames, hold) if videos else None))
+            rows.append((label, evaluate_files(image_tok, videos, crop, args.max_frames, hold)))
         print(baseline_report(rows))
-        summary["baselines"] = {label: evaluation.summary() for label, evaluation in rows[1:] if evaluation is not None}
+        summary["baselines"] = {label: evaluation.summary() for label, evaluation in rows[1:]}
     if args.json:
         with atomic_file(args.json) as tmp:
             Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
@@ -73,18 +75,15 @@ def _load(args: argparse.Namespace, model: str) -> vqtok.Tokenizer:
     return vqtok.load(model, device=args.device, dtype=DTYPES[args.dtype], max_pixels=args.max_pixels)
 
 
-def baseline_report(rows: list[tuple[str, Evaluation | None]]) -> str:
+def baseline_report(rows: list[tuple[str, Evaluation]]) -> str:
     """The side-by-side table of ``--baselines``: each method's ids per clip and mean per-frame PSNR / SSIM over
-    the same video files."""
-    lines = ["video tokenizer against image-tokenizer baselines on the same clips:"]
-    first = rows[0][1]
-    assert first is not None
-    if not first.of_kind("video"):
-        return lines[0] + " no video was scored"
-    base_tokens = sum(s.tokens for s in first.of_kind("video"))
-    lines.append(f"  {'method':38} {'ids/clip':>9} {'x ids':>6} {'PSNR':>7} {'SSIM':>7}")
+    the same video files (the first row's)."""
+    base_tokens = sum(s.tokens for s in rows[0][1].of_kind("video"))
+    lines = [
+        "video tokenizer against image-tokenizer baselines on the same clips:",
+        f"  {'method':38} {'ids/clip':>9} {'x ids':>6} {'PSNR':>7} {'SSIM':>7}",
+    ]
     for label, evaluation in rows:
-        assert evaluation is not None
         clips = evaluation.of_kind("video")
         tokens = sum(s.tokens for s in clips)
         mean_psnr = sum(s.psnr for s in clips) / len(clips)

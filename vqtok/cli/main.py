@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from vqtok.allocator import keep_freed_memory, share_one_arena
-from vqtok.cli import demo, evaluate, store, tokens
+from vqtok.cli import convert, demo, evaluate, onnx, store, tokens
 from vqtok.cli.options import with_flag_advice
 from vqtok.errors import VqtokError
 from vqtok.export import DTYPES
@@ -42,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="float32",
         help="storage type of the encoder and decoder weights (float16 halves the files; the codebook stays float32)",
     )
+    onnx.add_command(sub)
     tokens.add_commands(sub)
     store.add_commands(sub)
     evaluate.add_command(sub)
+    convert.add_command(sub)
     demo.add_command(sub)
     return parser
 
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             out = export_checkpoint(args.ckpt, args.out_dir, DTYPES[args.dtype])
             print(f"exported {args.ckpt} -> {out}")
             return 0
-        if args.command in ("encode", "decode", "eval", "tokenize", "detokenize", "demo"):
+        if args.command in ("encode", "decode", "eval", "tokenize", "detokenize", "demo", "convert", "export-onnx"):
             return args.func(args)
     except (VqtokError, OSError) as e:  # OSError: an output path that cannot be written
         message = with_flag_advice(str(e)) if "max_pixels" in args else str(e)  # the flag, not the Python argument

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 from torch import Tensor
 
 import vqtok
@@ -25,19 +24,17 @@ def write_decoded(
     cropped to ``size``.
 
     Raises:
-        FileFormatError: an item this tokenizer cannot decode (ids outside its codebook, a size beyond the grid,
-            a video's ids for an image tokenizer); the message names ``where``, the item and its source.
+        FileFormatError: an item this tokenizer cannot decode (ids outside its codebook, a grid that does not fit
+            its size, a video's ids for an image tokenizer); the message names ``where``, the item and its source.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     for i, source, ids, size, fps in items:
         try:
-            if ids.ndim == 3 and not tok.is_video:
-                name = tok.config.name
-                raise InputError(f"it holds a video's ids {tuple(ids.shape)}, and {name!r} is an image tokenizer")
+            tok.check_grid(ids, size)
             if ids.ndim == 3:
                 path = out_dir / output_name(source, i, used, ".mp4")
-                write_decoded_video(tok, ids, size, fps, path)
+                tok.decode_video_file(ids, path, (size[0], size[1], size[2]), fps)
             else:
                 path = out_dir / output_name(source, i, used, ".png")
                 write_decoded_image(tok, ids, size, path)
@@ -50,20 +47,6 @@ def write_decoded_image(tok: vqtok.Tokenizer, ids: Tensor, size: tuple[int, ...]
     """Image ids (h, w) -> an image file (format from the suffix) of ``size`` (H, W)."""
     y = tok.decode(ids[None], size=size)[0]  # (3, H, W) in [-1, 1]
     save_image(path, vqtok.inputs.to_uint8(y))
-
-
-def write_decoded_video(
-    tok: vqtok.Tokenizer, ids: Tensor, size: tuple[int, ...], fps: float | None, path: Path
-) -> None:
-    """Video ids (t, h, w) -> an MP4 of ``size`` (T, H, W), decoded piece by piece (memory does not grow with
-    the length)."""
-    from vqtok.io.video import write_video
-
-    def frames() -> Iterator[np.ndarray]:  # uint8 (H, W, 3) frames
-        for piece in tok.decode_chunks(ids[None], size=size):  # (1, 3, n, H, W) in [-1, 1]
-            yield from vqtok.inputs.to_uint8(piece[0])  # (n, H, W, 3) -> frames
-
-    write_video(path, frames(), fps=fps or 24.0)
 
 
 _MAX_STEM = 200  # characters of a source's stem kept in an output name (file systems allow 255 bytes in a name)

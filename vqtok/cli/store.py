@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import vqtok
+from vqtok.cli.onnx import add_backend
 from vqtok.cli.options import add_max_pixels, recorded_model
 from vqtok.cli.outputs import write_decoded
 from vqtok.errors import ExportError, InputError
@@ -45,6 +46,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "SRC must be a folder; store.json lists the class names",
     )
     add_max_pixels(tok)
+    add_backend(tok)
     tok.set_defaults(func=tokenize_command)
 
     det = sub.add_parser("detokenize", help="decode a token store back to PNG images and MP4 videos, to check it")
@@ -57,6 +59,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     det.add_argument("--source", action="append", default=[], help="decode only this source (repeatable)")
     det.add_argument("--device", default="cpu")
     add_max_pixels(det)
+    add_backend(det)
     det.set_defaults(func=detokenize_command)
 
 
@@ -85,6 +88,7 @@ def tokenize_command(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         max_pixels=args.max_pixels,
         labels=args.labels,
+        backend=args.backend,
     )
     summary = tokenize_to_store(options)
     if summary is not None:  # global rank 0
@@ -97,7 +101,7 @@ def detokenize_command(args: argparse.Namespace) -> int:
     model = args.model
     if model is None:  # the model the store records, found by name and checked by fingerprint
         model = recorded_model(store.meta.model, store.meta.model_fingerprint, args.store, "detokenize")
-    tok = vqtok.load(model, device=args.device, max_pixels=args.max_pixels)
+    tok = vqtok.load(model, device=args.device, max_pixels=args.max_pixels, backend=args.backend)
     if store.meta.model_fingerprint not in tok.fingerprints:
         raise ExportError(
             f"{args.store} was made by model {store.meta.model!r} ({store.meta.model_fingerprint}), not by "

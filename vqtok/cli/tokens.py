@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import vqtok
+from vqtok.cli.onnx import add_backend
 from vqtok.cli.options import add_max_pixels, recorded_model
 from vqtok.cli.outputs import write_decoded
 from vqtok.token_file import TokenItem, load_tokens, save_tokens
@@ -20,6 +21,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     enc.add_argument("--device", default="cpu")
     add_max_pixels(enc)
     add_tiles_and_progress(enc)
+    add_backend(enc)
     enc.set_defaults(func=encode_command)
     dec = sub.add_parser("decode", help="decode a token file back to PNG images and MP4 videos")
     dec.add_argument("tokens", help="a token file written by vqtok encode")
@@ -30,6 +32,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     dec.add_argument("--device", default="cpu")
     add_max_pixels(dec)
     add_tiles_and_progress(dec)
+    add_backend(dec)
     dec.set_defaults(func=decode_command)
 
 
@@ -62,6 +65,7 @@ def encode_command(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         tile_size=args.tile_size,
         progress=progress_bar(args, "encode"),
+        backend=args.backend,
     )
     items = [_encode_file(tok, path) for path in args.inputs]
     save_tokens(args.out, items, tok.config.name, tok.fingerprint, tok.codebook_size)
@@ -85,7 +89,7 @@ def _encode_file(tok: vqtok.Tokenizer, path: str) -> TokenItem:
 
 
 def decode_command(args: argparse.Namespace) -> int:
-    options = dict(device=args.device, max_pixels=args.max_pixels, tile_size=args.tile_size)
+    options = dict(device=args.device, max_pixels=args.max_pixels, tile_size=args.tile_size, backend=args.backend)
     if args.model is None:  # the model the file records, found by name and checked by fingerprint
         meta, items = load_tokens(args.tokens)
         model = recorded_model(meta.get("model"), meta.get("model_fingerprint"), args.tokens, "decode")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,3 +45,16 @@ def default_dir_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o777 & ~umask
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move the finished directory ``src`` to ``dst`` (both on one file system): an older ``dst`` is swapped out
+    first and removed after, so ``dst`` is always either the old directory or the new one, never a mix."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    fsync_dir(dst.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

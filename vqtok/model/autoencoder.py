@@ -10,14 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vqtok.model.blocks import Downsample, MidBlock, ResnetBlock, Upsample, conv, group_norm
+from vqtok.model.blocks import AttentionBlock, Downsample, MidBlock, ResnetBlock, Upsample, conv, group_norm
 from vqtok.model.causal import Downsample3d, Upsample3d
 
 
 class Encoder(nn.Module):
     """(B, in_channels, [T,] H, W) -> (B, z_channels, [1 + (T-1)/r,] H/f, W/f).
 
-    f = 2 ** (len(channel_mults) - 1), r = 2 ** temporal_levels.
+    f = 2 ** (len(channel_mults) - 1), r = 2 ** temporal_levels. The levels in ``attention_levels`` (images only)
+    follow every ResNet block with self-attention.
     """
 
     def __init__(
@@ -32,6 +33,7 @@ class Encoder(nn.Module):
         grad_checkpoint: bool = False,
         video: bool = False,
         temporal_levels: int = 0,
+        attention_levels: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         widths = [base_channels * m for m in channel_mults]
@@ -44,6 +46,8 @@ class Encoder(nn.Module):
             for _ in range(num_res_blocks):
                 blocks.append(ResnetBlock(width, out_width, groups, grad_checkpoint, video))
                 width = out_width
+                if i in attention_levels:
+                    blocks.append(AttentionBlock(width, groups))
             if i < num_steps:
                 temporal = i >= num_steps - temporal_levels  # time is halved in the deepest steps
                 blocks.append(Downsample3d(width, temporal) if video else Downsample(width))
@@ -59,7 +63,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(B, z_channels, [t,] h, w) -> (B, out_channels, [1 + r(t-1),] h*f, w*f); the mirror image of :class:`Encoder`."""
+    """(B, z_channels, [t,] h, w) -> (B, out_channels, [1 + r(t-1),] h*f, w*f); the mirror image of :class:`Encoder`
+    (``attention_levels`` count from full resolution, as the encoder's do)."""
 
     def __init__(
         self,
@@ -73,6 +78,7 @@ class Decoder(nn.Module):
         grad_checkpoint: bool = False,
         video: bool = False,
         temporal_levels: int = 0,
+        attention_levels: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         widths = [base_channels * m for m in reversed(channel_mults)]
@@ -85,6 +91,8 @@ class Decoder(nn.Module):
             for _ in range(num_res_blocks + 1):
                 blocks.append(ResnetBlock(width, out_width, groups, grad_checkpoint, video))
                 width = out_width
+                if len(widths) - 1 - i in attention_levels:  # the encoder's level at this resolution
+                    blocks.append(AttentionBlock(width, groups))
             if i < len(widths) - 1:
                 temporal = i < temporal_levels  # time is doubled in the deepest steps, mirroring the encoder
                 blocks.append(Upsample3d(width, temporal) if video else Upsample(width))

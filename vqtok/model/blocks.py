@@ -47,7 +47,8 @@ class ResnetBlock(nn.Module):
     def _forward(self, x: Tensor) -> Tensor:
         inplace = not torch.is_grad_enabled()  # inference: reuse the fresh norm/conv outputs, no new activations
         h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
-        h = self.conv2(F.silu(self.norm2(h), inplace=inplace))
+        h = F.silu(self.norm2(h), inplace=inplace)  # conv1's output is freed here, before conv2 allocates its own
+        h = self.conv2(h)
         return h.add_(self.skip(x)) if inplace else self.skip(x) + h
 
 

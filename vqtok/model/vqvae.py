@@ -10,6 +10,7 @@ from typing import TypedDict
 from torch import Tensor, nn
 
 from vqtok.config import QuantizerTraining, TokenizerConfig
+from vqtok.model import magvit2
 from vqtok.model.autoencoder import Decoder, Encoder
 from vqtok.model.quantizers import QuantizerOutput, build_quantizer
 
@@ -18,6 +19,7 @@ from vqtok.model.quantizers import QuantizerOutput, build_quantizer
 QUANTIZER_PREFIX = "quantizer."
 ENCODER_PREFIXES = ("encoder.", "quant_conv.", QUANTIZER_PREFIX)
 DECODER_PREFIXES = ("post_quant_conv.", "decoder.")
+_POINTWISE = ("quant_conv", "post_quant_conv")
 
 
 class _Architecture(TypedDict):
@@ -32,6 +34,7 @@ class _Architecture(TypedDict):
     grad_checkpoint: bool
     video: bool
     temporal_levels: int
+    attention_levels: tuple[int, ...]
 
 
 class VQVAE(nn.Module):
@@ -64,13 +67,24 @@ class VQVAE(nn.Module):
             grad_checkpoint=gradient_checkpointing,
             video=c.video,
             temporal_levels=c.temporal_levels,
+            attention_levels=tuple(c.attention_levels),
         )
         pointwise = nn.Conv3d if c.video else nn.Conv2d
-        self.encoder = Encoder(in_channels=c.in_channels, **arch)
-        self.quant_conv = pointwise(c.z_channels, c.code_dim, 1)
+        self.encoder: Encoder | magvit2.Encoder
+        self.decoder: Decoder | magvit2.Decoder
+        self.quant_conv: nn.Module
+        self.post_quant_conv: nn.Module
+        if c.backbone == "magvit2":  # Open-MAGVIT2's design: LFQ on the encoder's output itself (z_channels bits)
+            shared = (c.base_channels, c.channel_mults, c.num_res_blocks, c.z_channels, c.norm_groups)
+            self.encoder = magvit2.Encoder(c.in_channels, *shared)
+            self.quant_conv, self.post_quant_conv = nn.Identity(), nn.Identity()
+            self.decoder = magvit2.Decoder(c.in_channels, *shared)
+        else:
+            self.encoder = Encoder(in_channels=c.in_channels, **arch)
+            self.quant_conv = pointwise(c.z_channels, c.code_dim, 1)
+            self.post_quant_conv = pointwise(c.code_dim, c.z_channels, 1)
+            self.decoder = Decoder(out_channels=c.in_channels, **arch)
         self.quantizer = build_quantizer(c, quantizer_training)
-        self.post_quant_conv = pointwise(c.code_dim, c.z_channels, 1)
-        self.decoder = Decoder(out_channels=c.in_channels, **arch)
 
     def encode(self, x: Tensor) -> QuantizerOutput:
         """x (B, C, [T,] H, W) -> quantizer output with z_q (B, D, [t,] h, w) fp32 and ids (B, [t,] h, w)."""
@@ -78,7 +92,7 @@ class VQVAE(nn.Module):
 
     def decode(self, z_q: Tensor) -> Tensor:
         """z_q (B, D, [t,] h, w) -> reconstruction (B, C, [1 + r(t-1),] h*f, w*f), unclamped, in the decoder's dtype."""
-        z_q = z_q.to(self.post_quant_conv.weight.dtype)
+        z_q = z_q.to(self.decoder.conv_in.weight.dtype)
         return self.decoder(self.post_quant_conv(z_q))
 
     def decode_ids(self, ids: Tensor) -> Tensor:
@@ -97,11 +111,9 @@ class VQVAE(nn.Module):
         tensors = {QUANTIZER_PREFIX + k: v for k, v in self.quantizer.identity_tensors().items()}
         if tensors:
             return tensors
-        return {
-            f"{conv}.{k}": v
-            for conv in ("quant_conv", "post_quant_conv")
-            for k, v in getattr(self, conv).state_dict().items()
-        }
+        # the magvit2 backbone has no 1x1 convs around the codes: the convs into and out of code space instead
+        convs = ("encoder.conv_out", "decoder.conv_in") if self.config.backbone == "magvit2" else _POINTWISE
+        return {f"{conv}.{k}": v for conv in convs for k, v in self.get_submodule(conv).state_dict().items()}
 
     @property
     def last_layer(self) -> Tensor:

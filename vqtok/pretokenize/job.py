@@ -49,6 +49,7 @@ class TokenizeOptions:
     progress: bool = True
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger images and video frames (H * W) fail; None: no limit
     labels: str | None = None  # "folder": record each item's class, the first folder under its SRC folder
+    backend: str = "torch"  # or "onnx": model is a directory of vqtok export-onnx, run by onnxruntime on CPU ranks
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "shard_items", "num_nodes", "chunk_frames"):
@@ -146,6 +147,7 @@ def tokenize_to_store(options: TokenizeOptions) -> Summary | None:
         dtype=DTYPES[options.dtype],
         chunk_frames=options.chunk_frames,
         max_pixels=options.max_pixels,
+        backend=options.backend,
     )
     meta = store_meta(tokenizer, options)
     if tokenizer.is_video:
@@ -185,7 +187,8 @@ def tokenize_to_store(options: TokenizeOptions) -> Summary | None:
         callbacks=[writer, progress],
         default_root_dir=os.fspath(store),
     )
-    module = EncodeModule(tokenizer.model, DTYPES[options.dtype], options.chunk_frames, options.max_pixels)
+    runs = tokenizer.model if options.backend == "torch" else tokenizer  # onnx: the tokenizer itself, on the CPU
+    module = EncodeModule(runs, DTYPES[options.dtype], options.chunk_frames, options.max_pixels)
     try:
         with warnings.catch_warnings():
             # UnitBatchSampler yields every index by construction; Lightning cannot tell and says so.

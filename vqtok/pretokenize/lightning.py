@@ -32,10 +32,12 @@ logger = logging.getLogger(__name__)
 class EncodeModule(L.LightningModule):
     """Wraps an exported model for ``Trainer.predict``: a batch of decoded inputs -> one result dict per input."""
 
-    def __init__(self, model: VQVAE, dtype: torch.dtype, chunk_frames: int, max_pixels: int | None) -> None:
+    def __init__(self, model: VQVAE | Tokenizer, dtype: torch.dtype, chunk_frames: int, max_pixels: int | None) -> None:
         super().__init__()
         self.allow_zero_length_dataloader_with_multiple_devices = True  # a rank may have no units left
-        self.model = model
+        # A VQVAE (Lightning moves it to the rank's device), or a ready tokenizer of another backend (onnxruntime).
+        self.model = model if isinstance(model, VQVAE) else None
+        self.ready = None if isinstance(model, VQVAE) else model
         self.dtype_ = dtype
         self.chunk_frames = chunk_frames
         self.max_pixels = max_pixels
@@ -43,6 +45,9 @@ class EncodeModule(L.LightningModule):
 
     def on_predict_start(self) -> None:
         # Built here, after Lightning has moved the model to this rank's device.
+        if self.model is None:
+            self.tokenizer = self.ready
+            return
         self.tokenizer = Tokenizer(self.model, self.device, self.dtype_, self.chunk_frames, max_pixels=self.max_pixels)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:

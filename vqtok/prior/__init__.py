@@ -13,6 +13,7 @@ masking, iterative parallel decoding), chosen by ``PriorConfig.objective`` (:fun
 """
 
 from vqtok.prior.config import OBJECTIVES, PriorConfig
+from vqtok.prior.evaluate import bits_per_token, check_store, unigram_bits_per_token
 from vqtok.prior.export import Prior, PriorInfo, load_prior, save_prior
 from vqtok.prior.layers import block_causal_mask
 from vqtok.prior.masked import MaskedPrior
@@ -26,11 +27,14 @@ __all__ = [
     "Prior",
     "PriorConfig",
     "PriorInfo",
+    "bits_per_token",
     "block_causal_mask",
     "build_prior",
+    "check_store",
     "load_prior",
     "sample",
     "save_prior",
+    "unigram_bits_per_token",
 ]
 
 

@@ -142,6 +142,7 @@ def load_prior(path: str | os.PathLike[str], device: str | torch.device = "cpu")
         tensors = load_file(str(path / WEIGHTS_FILE))
     except (OSError, SafetensorError) as e:
         raise ExportError(f"cannot read {path / WEIGHTS_FILE}: {e}") from None
+    tensors = {k: v.float() for k, v in tensors.items()}  # a float16 copy (smaller to ship) runs in float32
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if {k: tuple(v.shape) for k, v in tensors.items()} != expected:
         raise ExportError(f"{path / WEIGHTS_FILE} does not hold the tensors its config describes")

@@ -28,7 +28,9 @@ class MaskedPrior(TokenTransformer):
     Training masks a cosine-scheduled fraction of each item (drawn per item) and scores the masked positions only.
     """
 
-    def forward(self, ids: Tensor, doc: Tensor, coords: Tensor, label: Tensor) -> Tensor:
+    def forward(
+        self, ids: Tensor, doc: Tensor, coords: Tensor, label: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Logits of every position of packed sequences whose masked positions hold ``num_codes``.
 
         Args:
@@ -36,20 +38,23 @@ class MaskedPrior(TokenTransformer):
             doc: int64 (B, L), the item of each position (-1: padding).
             coords: int64 (B, L, 3), the (t, y, x) of each position in its item's grid.
             label: int64 (B, L), each position's class, or -1 for "no class".
+            generator: the random generator of the label dropout in training (None: torch's global one).
 
         Returns:
             float32 (B, L, num_codes).
         """
-        x = self.tok_emb(ids) + self.cls_emb(self._class_ids(label, doc))  # (B, L, dim)
+        x = self.tok_emb(ids) + self.cls_emb(self._class_ids(label, doc, generator))  # (B, L, dim)
         return self.run(x, coords, same_item_mask(doc))
 
-    def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        """Mean cross-entropy (nats per token) over the masked real positions of a packed batch."""
+    def loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
+        """Mean cross-entropy (nats per token) over the masked real positions of a packed batch; ``generator``
+        draws the masks and the label dropout."""
         ids, doc = batch["ids"], batch["doc"]
-        ratio = cosine_mask_ratio(torch.rand(ids.shape, device=ids.device).gather(1, item_starts(doc)))  # (B, L)
-        masked = (torch.rand(ids.shape, device=ids.device) < ratio) & (doc >= 0)  # (B, L)
+        u = torch.rand(ids.shape, device=ids.device, generator=generator)
+        ratio = cosine_mask_ratio(u.gather(1, item_starts(doc)))  # (B, L): one ratio per item
+        masked = (torch.rand(ids.shape, device=ids.device, generator=generator) < ratio) & (doc >= 0)  # (B, L)
         inputs = ids.masked_fill(masked | (doc < 0), self.config.num_codes)
-        logits = self(inputs, doc, batch["coords"], batch["label"])  # (B, L, K)
+        logits = self(inputs, doc, batch["coords"], batch["label"], generator)  # (B, L, K)
         if not masked.any():  # possible only for tiny batches
             return logits.sum() * 0.0
         return F.cross_entropy(logits[masked], ids[masked])

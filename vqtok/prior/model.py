@@ -57,13 +57,13 @@ class TokenTransformer(nn.Module):
                 x = block(x, cos, sin, mask)
         return self.head(self.norm(x)).float()
 
-    def _class_ids(self, label: Tensor, doc: Tensor) -> Tensor:
+    def _class_ids(self, label: Tensor, doc: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """-1 and out-of-range labels -> "no class"; in training, drop an item's label with ``label_dropout``
-        (one draw per item, at its first position, so all its positions agree)."""
+        (one draw per item from ``generator``, at its first position, so all its positions agree)."""
         null = self.config.null_class
         label = torch.where((label >= 0) & (label < null), label, torch.full_like(label, null))
         if self.training and self.config.label_dropout > 0:
-            u = torch.rand(label.shape, device=label.device).gather(1, item_starts(doc))  # (B, L)
+            u = torch.rand(label.shape, device=label.device, generator=generator).gather(1, item_starts(doc))  # (B, L)
             label = torch.where(u < self.config.label_dropout, torch.full_like(label, null), label)
         return label
 
@@ -77,7 +77,9 @@ class ARPrior(TokenTransformer):
     only to themselves (block-diagonal causal mask), so a packed batch computes exactly what the items alone do.
     """
 
-    def forward(self, ids: Tensor, doc: Tensor, coords: Tensor, label: Tensor) -> Tensor:
+    def forward(
+        self, ids: Tensor, doc: Tensor, coords: Tensor, label: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Logits of every position of packed sequences.
 
         Args:
@@ -87,19 +89,21 @@ class ARPrior(TokenTransformer):
             coords: int64 (B, L, 3), the (t, y, x) of each position in its item's grid.
             label: int64 (B, L), each position's class in [0, num_classes), or -1 for "no class". In training,
                 ``label_dropout`` of the items lose their class.
+            generator: the random generator of the label dropout (None: torch's global one).
 
         Returns:
             float32 (B, L, num_codes): logits for the id at each position.
         """
-        label = self._class_ids(label, doc)
+        label = self._class_ids(label, doc, generator)
         first = first_positions(doc)  # (B, L)
         prev = F.pad(ids[:, :-1], (1, 0), value=self.config.num_codes)  # (B, L): the id before each position
         x = torch.where(first[..., None], self.cls_emb(label), self.tok_emb(prev))  # (B, L, dim)
         return self.run(x, coords, block_causal_mask(doc))
 
-    def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        """Mean cross-entropy (nats per token) over the real positions of a packed batch (padding left out)."""
-        logits = self(batch["ids"], batch["doc"], batch["coords"], batch["label"])  # (B, L, K)
+    def loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
+        """Mean cross-entropy (nats per token) over the real positions of a packed batch (padding left out);
+        ``generator`` draws the label dropout."""
+        logits = self(batch["ids"], batch["doc"], batch["coords"], batch["label"], generator)  # (B, L, K)
         real = batch["doc"] >= 0  # (B, L)
         return F.cross_entropy(logits[real], batch["ids"][real])
 

@@ -4,7 +4,7 @@ prior one position at a time (with a KV cache), the masked prior in a few parall
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -29,6 +29,7 @@ def sample(
     use_cache: bool = True,
     steps: int = 8,
     choice_temperature: float = 4.5,
+    progress: Callable[[int, int], object] | None = None,
 ) -> Tensor:
     """Draw ``n`` id grids: with an :class:`ARPrior` one position at a time in row-major order; with a
     :class:`MaskedPrior` in ``steps`` parallel steps (all positions start masked; each step predicts every masked
@@ -50,6 +51,8 @@ def sample(
         steps: masked prior: the number of decoding steps.
         choice_temperature: masked prior: the scale of the Gumbel noise added to the confidences when choosing
             which predictions to keep (annealed to 0 over the steps), as in MaskGIT.
+        progress: called as ``progress(done, total)`` after each position (autoregressive prior: total is the
+            number of positions) or each step (masked prior: total is ``steps``), e.g. to update a progress bar.
 
     Returns:
         int64 (n, *grid) in [0, num_codes), on the model's device: decode them with the tokenizer the prior was
@@ -86,8 +89,9 @@ def sample(
     if isinstance(model, MaskedPrior):
         try:
             ids = _sample_masked(
-                model, cls, coords, guided, cfg_scale, steps, choice_temperature, generator, top_k, top_p, temperature
-            )
+                model, cls, coords, guided, cfg_scale, steps, choice_temperature, generator, top_k, top_p, temperature,
+                progress,
+            )  # fmt: skip
         finally:
             model.train(was_training)
         return ids.view(n, *grid)
@@ -107,6 +111,8 @@ def sample(
                 cond, uncond = logits.chunk(2)
                 logits = uncond + cfg_scale * (cond - uncond)  # (n, K)
             out[:, i] = _draw(logits, temperature, top_k, top_p, generator)
+            if progress is not None:
+                progress(i + 1, length)
             if cache is not None:
                 nxt = torch.cat([out[:, i], out[:, i]]) if guided else out[:, i]
                 x = model.tok_emb(nxt)[:, None]
@@ -144,6 +150,7 @@ def _sample_masked(
     top_k: int | None,
     top_p: float | None,
     temperature: float,
+    progress: Callable[[int, int], object] | None,
 ) -> Tensor:
     """MaskGIT's iterative parallel decoding: class ids cls (B,) and coords (B, N, 3) -> int64 (n, N)."""
     B, N = coords.shape[:2]
@@ -165,6 +172,8 @@ def _sample_masked(
         # ids to leave masked after this step: the cosine schedule, and at least one fewer than now
         still = int(N * float(cosine_mask_ratio(torch.tensor((s + 1) / steps))))
         still = max(0, min(still, int(unknown.sum(1).min()) - 1))
+        if progress is not None:
+            progress(s + 1, steps)
         if still == 0:
             ids = drawn
             continue

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from vqtok.errors import InputError
 from vqtok.store import PackedItems, TokenStore
+from vqtok.training.data.sampling import KeyedSampler, SampleKey, as_key
+
+
+class _Sequences(Dataset):
+    """Packed sequences indexed by the sampler's keys (only the index is used: packing draws nothing)."""
+
+    def __init__(self, packed: PackedItems) -> None:
+        self.packed = packed
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def __getitem__(self, key: int | SampleKey) -> dict[str, torch.Tensor]:
+        return self.packed[as_key(key).index]
 
 
 class PriorDataModule(L.LightningDataModule):
@@ -52,13 +66,21 @@ class PriorDataModule(L.LightningDataModule):
         self.val = PackedItems(store, self.seq_len, items=held_out) if held_out else None
 
     def train_dataloader(self) -> StatefulDataLoader:
+        """Shuffled batches of this rank's share of the packed sequences; the order of epoch e is a function of
+        (seed, e), and the loader's position is saved in every checkpoint, so a resumed run (mid-epoch included)
+        sees the batches the uninterrupted run saw. Under DDP each rank takes its own share of every epoch."""
         assert self.train is not None
+        trainer = self.trainer  # None outside a Trainer
+        world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = KeyedSampler(len(self.train), self.seed, num_replicas=world_size, rank=rank)
+        if trainer is not None:  # a resumed run builds the iterator before Lightning calls set_epoch
+            sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]
         return StatefulDataLoader(
-            self.train,
+            _Sequences(self.train),
             batch_size=self.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(self.seed),
+            sampler=sampler,
             num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
         )
 
     def val_dataloader(self) -> DataLoader | list:

@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -37,6 +38,9 @@ class PriorTraining(L.LightningModule):
         lr_decay_steps: steps (warm-up included) of the half-cosine decay to a tenth of the rate (0: no decay).
         conditional: True: class-conditional, and a store without labels is an error; False: unconditional (labels
             ignored); None: conditional exactly when the store is labelled.
+        seed: the label dropout and MaskGIT's masks of each step are drawn from a generator seeded by
+            (seed, step, batch, rank), never from torch's global one, so a resumed run draws what the whole run drew.
+            (``dropout`` above 0 still draws from the global generator.)
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class PriorTraining(L.LightningModule):
         warmup_steps: int = 100,
         lr_decay_steps: int = 0,
         conditional: bool | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -81,15 +86,22 @@ class PriorTraining(L.LightningModule):
         self.prior = build_prior(self.config)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self.prior.loss(batch)
+        loss = self.prior.loss(batch, self._step_generator(batch_idx))
         tokens = int((batch["doc"] >= 0).sum())
         self.log("train/loss", loss, prog_bar=True, batch_size=tokens)
         self.log("train/bits_per_token", loss / math.log(2), batch_size=tokens)
         self.log("train/tokens", float(tokens), reduce_fx="sum", on_step=False, on_epoch=True)
         return loss
 
+    def _step_generator(self, batch_idx: int) -> torch.Generator:
+        """The generator of a training batch's random draws: a function of (seed, step, batch, rank) only."""
+        words = [self.hparams["seed"], self.global_step, batch_idx, self.global_rank]
+        seed = int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0] >> 1)
+        return torch.Generator(self.device).manual_seed(seed)
+
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        loss = self.prior.loss(batch)
+        generator = torch.Generator(self.device).manual_seed(batch_idx)  # MaskGIT: the same masks every time
+        loss = self.prior.loss(batch, generator)
         tokens = int((batch["doc"] >= 0).sum())
         self.log("val/loss", loss, batch_size=tokens, sync_dist=True)
         self.log("val/bits_per_token", loss / math.log(2), prog_bar=True, batch_size=tokens, sync_dist=True)
@@ -116,3 +128,25 @@ class PriorTraining(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_PRIOR_KEY] = {"prior": self.config.to_dict(), **self.info.to_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to resume (or validate) a prior on a store of another tokenizer or other classes.
+
+        Raises:
+            ConfigError: the checkpoint's prior was trained on the ids of another tokenizer, or on other classes.
+        """
+        saved = checkpoint.get(CHECKPOINT_PRIOR_KEY)
+        if not isinstance(saved, dict):
+            raise ConfigError("the checkpoint was not written by vqtok prior fit (no prior description in it)")
+        store = self.hparams["store"]
+        if saved.get("tokenizer_fingerprint") != self.info.tokenizer_fingerprint:
+            raise ConfigError(
+                f"the checkpoint's prior was trained on the ids of {saved.get('tokenizer')!r} "
+                f"({saved.get('tokenizer_fingerprint')}), but the store {store} holds those of {self.info.tokenizer!r} "
+                f"({self.info.tokenizer_fingerprint}): give data.store a store tokenized with the prior's tokenizer"
+            )
+        if list(saved.get("classes", [])) != self.info.classes:
+            raise ConfigError(
+                f"the checkpoint's prior knows the classes {saved.get('classes')}, the store {store} has "
+                f"{self.info.classes}: resume on the store it was trained on"
+            )

@@ -29,7 +29,7 @@ from vqtok.model.vqvae import VQVAE
 from vqtok.training.discriminator import PatchDiscriminator
 from vqtok.training.image_log import log_reconstructions
 from vqtok.training.losses import adaptive_weight, hinge_d_loss, hinge_g_loss, ssim_loss
-from vqtok.training.options import GanOptions, LossWeights, OptimizerOptions, group
+from vqtok.training.options import GanOptions, LossWeights, OptimizerOptions, as_options
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,9 @@ class TokenizerTraining(L.LightningModule):
         init_from: str | None = None,
     ) -> None:
         super().__init__()
-        optimizer = group(OptimizerOptions, optimizer, "model.optimizer")
-        loss = group(LossWeights, loss, "model.loss")
-        gan = group(GanOptions, gan, "model.gan")
+        optimizer = as_options(OptimizerOptions, optimizer, "model.optimizer")
+        loss = as_options(LossWeights, loss, "model.loss")
+        gan = as_options(GanOptions, gan, "model.gan")
         if type(max_nonfinite_steps) is not int or max_nonfinite_steps < 1:
             raise ConfigError(f"max_nonfinite_steps must be an int >= 1, got {max_nonfinite_steps!r}")
         if isinstance(tokenizer, dict):  # load_from_checkpoint passes the saved dict back

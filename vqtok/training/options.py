@@ -17,7 +17,7 @@ from typing import Any
 
 from vqtok.errors import ConfigError
 
-__all__ = ["GanOptions", "LossWeights", "OptimizerOptions", "group", "regroup_flat_options"]
+__all__ = ["GanOptions", "LossWeights", "OptimizerOptions", "as_options", "regroup_flat_options"]
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ class GanOptions:
             )
 
 
-def group(cls: type, value: Any, where: str) -> Any:
+def as_options(cls: type, value: Any, where: str) -> Any:
     """``value`` as an instance of the options dataclass ``cls``: an instance, a dict (a checkpoint's saved
     hyperparameters, or Python callers) or None (the defaults); anything else is a :class:`ConfigError`."""
     if value is None:
