@@ -11,7 +11,6 @@ from pathlib import Path
 
 import vqtok
 from vqtok import ConfigError, ExportError, export_fingerprints, resolve_export
-from vqtok.backends.onnx_runtime import is_onnx_export
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +87,8 @@ class ModelRegistry:
         with self._lock:
             if name not in self._loaded:
                 path = self.entries[name].path
-                backend = "onnx" if is_onnx_export(path) else "torch"  # a folder written by vqtok export-onnx
-                self._loaded[name] = vqtok.load(path, device=self.device, backend=backend)
+                # "auto": a folder written by vqtok export-onnx runs through onnxruntime, any other through torch
+                self._loaded[name] = vqtok.load(path, device=self.device, backend="auto")
             return self._loaded[name]
 
     def by_fingerprint(self, fingerprint: str) -> str | None:

@@ -97,6 +97,16 @@ def test_token_files_move_between_backends(exports, tmp_path):
     assert vqtok.export_fingerprints(exports["tiny"]) == torch_tok.fingerprints  # the app matches files by these
 
 
+def test_auto_backend_picks_onnx_for_an_onnx_export_and_torch_otherwise(exports):
+    """backend="auto" (what the app uses): an export-onnx folder runs on onnxruntime, a torch export on torch."""
+    from vqtok.backends.onnx_runtime import OnnxBackend
+
+    auto_onnx, auto_torch = vqtok.load(exports["tiny"], backend="auto"), vqtok.load("tiny", backend="auto")
+    assert isinstance(auto_onnx.backend, OnnxBackend) and auto_torch.model is not None
+    x = random_pixels(1, 3, 24, 24)
+    assert torch.equal(auto_onnx.encode(x), auto_torch.encode(x))
+
+
 def test_clear_errors(exports, tmp_path):
     with pytest.raises(ExportError, match="export-onnx"):  # a torch export is not an ONNX export
         vqtok.load("tiny", backend="onnx")

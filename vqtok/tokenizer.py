@@ -464,7 +464,8 @@ def load(
             (``hf://OWNER/REPO[/FOLDER]``). Downloads go through huggingface_hub's cache (``HF_HUB_OFFLINE=1``
             reads the cache only).
         backend: "torch" (the default), or "onnx": run a directory written by ``vqtok export-onnx`` through
-            onnxruntime (the ``onnx`` extra; CPU, float32, threads as torch's), behind the same methods.
+            onnxruntime (the ``onnx`` extra; CPU, float32, threads as torch's), behind the same methods; or "auto":
+            "onnx" for a directory written by ``vqtok export-onnx``, else "torch".
     """
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -478,6 +479,10 @@ def load(
     except (RuntimeError, TypeError, ValueError, AssertionError) as e:  # AssertionError: CUDA asked of a CPU build
         raise InputError(f"device {device!r} cannot be used: {e}") from None
     root = _resolve(name_or_path, convert_from)
+    if backend == "auto":
+        from vqtok.backends.onnx_runtime import is_onnx_export  # needs numpy and safetensors only, not onnxruntime
+
+        backend = "onnx" if is_onnx_export(root) else "torch"
     if backend == "onnx":
         return _load_onnx(root, device, dtype, chunk_frames, tile_size, max_pixels, progress)
     model = load_export(root)

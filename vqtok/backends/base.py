@@ -13,7 +13,7 @@ from torch import Tensor
 
 from vqtok.config import TokenizerConfig
 
-BACKENDS = ("torch", "onnx")  # the names vqtok.load(backend=...) takes
+BACKENDS = ("torch", "onnx", "auto")  # the names vqtok.load(backend=...) takes
 Half = Literal["encoder", "decoder"]
 
 
