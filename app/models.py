@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,14 +53,14 @@ class ModelRegistry:
             path = resolve_export(model).resolve()
             if path not in seen:
                 seen.add(path)
-                entries.append(_entry(path, _unique_name(path.name, entries)))
+                entries.append(_entry(path, unique_name(path.name, {e.name for e in entries})))
         for folder in folders:
-            for path in sorted(p.resolve() for p in Path(folder).iterdir() if (p / "config.json").is_file()):
+            for path in export_dirs(folder):
                 if path in seen:
                     continue
                 seen.add(path)
                 try:
-                    entries.append(_entry(path, _unique_name(path.name, entries)))
+                    entries.append(_entry(path, unique_name(path.name, {e.name for e in entries})))
                 except ExportError as e:
                     log.warning("skipping %s: %s", path, e)
         registry = cls(entries, device)
@@ -115,8 +115,13 @@ def _entry(path: Path, name: str) -> ModelEntry:
     return ModelEntry(name=name, path=path, video=config.video)
 
 
-def _unique_name(name: str, entries: list[ModelEntry]) -> str:
-    taken = {e.name for e in entries}
+def export_dirs(folder: str | Path) -> list[Path]:
+    """The export folders (those with a config.json) directly inside ``folder``, resolved and sorted."""
+    return sorted(p.resolve() for p in Path(folder).iterdir() if (p / "config.json").is_file())
+
+
+def unique_name(name: str, taken: Collection[str]) -> str:
+    """``name``, or ``name (2)``, ``name (3)``, ... whichever is not in ``taken`` yet (two folders of one name)."""
     unique, n = name, 2
     while unique in taken:
         unique, n = f"{name} ({n})", n + 1

@@ -10,6 +10,8 @@ from pathlib import Path
 import vqtok
 from vqtok import ConfigError, ExportError, Prior
 
+from .models import export_dirs, unique_name
+
 log = logging.getLogger(__name__)
 
 
@@ -29,14 +31,14 @@ class PriorRegistry:
         seen: set[Path] = set()
         for path in (Path(p).resolve() for p in priors):
             seen.add(path)
-            loaded[_unique(path.name, loaded)] = vqtok.load_prior(path, device=device)
+            loaded[unique_name(path.name, loaded)] = vqtok.load_prior(path, device=device)
         for folder in folders:
-            for path in sorted(p.resolve() for p in Path(folder).iterdir() if (p / "config.json").is_file()):
+            for path in export_dirs(folder):
                 if path in seen:
                     continue
                 seen.add(path)
                 try:
-                    loaded[_unique(path.name, loaded)] = vqtok.load_prior(path, device=device)
+                    loaded[unique_name(path.name, loaded)] = vqtok.load_prior(path, device=device)
                 except (ExportError, ConfigError) as e:
                     log.warning("skipping prior %s: %s", path, e)
         return cls(loaded)
@@ -51,10 +53,3 @@ class PriorRegistry:
 
     def __len__(self) -> int:
         return len(self.priors)
-
-
-def _unique(name: str, taken: dict[str, Prior]) -> str:
-    unique, n = name, 2
-    while unique in taken:
-        unique, n = f"{name}-{n}", n + 1
-    return unique
