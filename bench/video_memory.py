@@ -2,6 +2,7 @@
 and a long procedural clip, each in its own process. Bounded memory means both peaks are about the same.
 
     python -m bench.video_memory [--model DIR] [--seconds 5 60] [--fps 24] [--size 720x1280] [--chunk-frames 8]
+    python -m bench.video_memory --model checkpoints/video --seconds 0.5667 1.1 --fps 30   # the README's 720p rows
 
 The clips are procedural (moving occluding shapes under a panning, zooming camera) written as H.264 MP4 and
 cached under bench/results/clips/. Without --model a randomly initialised ``video_tiny`` tokenizer is used (speed
@@ -49,8 +50,10 @@ def run_child(model: str, clip: str, chunk_frames: int, tile_size: int | None) -
     import torch
 
     import vqtok
+    from vqtok.allocator import keep_freed_memory
     from vqtok.io.video import write_video
 
+    keep_freed_memory()  # as the vqtok commands do (VQTOK_KEEP_FREED_MEMORY=0 turns it off)
     torch.set_num_threads(os.cpu_count() or 1)
     tok = vqtok.load(model, chunk_frames=chunk_frames, tile_size=tile_size)
     rss_loaded = peak_rss_mb()
@@ -99,7 +102,7 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=24.0)
     parser.add_argument("--size", default="720x1280", help="HxW of the clips")
     parser.add_argument("--chunk-frames", type=int, default=8)
-    parser.add_argument("--tile-size", type=int, default=512, help="spatial tiles in pixels; 0: untiled")
+    parser.add_argument("--tile-size", type=int, default=0, help="spatial tiles in pixels; 0 (default): one pass")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -8,9 +8,9 @@ import vqtok
 from vqtok.backends.frame_pipeline import can_pipeline, encode_levels_in_pieces
 from vqtok.config import TokenizerConfig
 from vqtok.export import save_export
-from vqtok.model.causal import streaming
+from vqtok.model.causal import CausalConv3d, streaming
 from vqtok.model.vqvae import VQVAE
-from vqtok.temporal import frame_chunks
+from vqtok.temporal import frame_chunks, latent_chunks
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -60,3 +60,41 @@ def test_same_ids_for_the_shipped_video_tokenizer_and_with_tiles(tmp_path, monke
     in_pieces_ids = tiled.encode(x)
     monkeypatch.setattr("vqtok.backends.torch_model.can_pipeline", lambda encoder: False)  # the path before
     assert torch.equal(tiled.encode(x), in_pieces_ids)
+
+
+def one_decoder_pass_per_chunk(tok: vqtok.Tokenizer, ids: torch.Tensor) -> torch.Tensor:
+    """The decoding path before: VQVAE.decode_ids over each whole latent chunk of the stream -> pixels."""
+    model, r = tok.model, tok.temporal_downsample
+    with torch.inference_mode(), streaming(model.decoder):
+        parts = latent_chunks(ids.shape[1], tok.chunk_frames // r)
+        return torch.cat([model.decode_ids(ids[:, part]) for part in parts], dim=2)
+
+
+@pytest.mark.parametrize("name", ["video_tiny", "video"])
+def test_decoding_in_pieces_gives_the_same_pixels_bit_for_bit(video_tok, name):
+    tok = video_tok if name == "video_tiny" else vqtok.load("video", chunk_frames=4)
+    ids = torch.randint(0, tok.codebook_size, (2, 5, 3, 4), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode(), streaming(tok.model.decoder):
+        assert can_pipeline(tok.model.decoder)
+    assert not can_pipeline(tok.model.decoder)  # outside a stream the decoder runs whole
+    before = one_decoder_pass_per_chunk(tok, ids)
+    assert before.shape[2] == 1 + tok.temporal_downsample * 4
+    assert torch.equal(tok.decode(ids), before.clamp(-1, 1))  # the facade streams in pieces
+
+
+@pytest.mark.parametrize(
+    ("stride", "padding"), [((1, 1, 1), None), ((2, 2, 2), (0, 1, 0, 1)), ((1, 2, 2), (0, 1, 0, 1))]
+)
+def test_inference_one_frame_per_call_and_in_place_cache_match_one_conv(stride, padding):
+    """The inference path (one output frame per conv call, uneven padding written once into a padded buffer, the
+    stream's cache updated in place) against the training path (one conv over the concatenated frames): the same
+    values up to float rounding, chunk after chunk of a stream."""
+    torch.manual_seed(0)
+    conv = CausalConv3d(6, 5, 3, stride=stride, spatial_padding=padding)
+    x = torch.randn(1, 6, 9, 10, 12)  # 1 + 8 frames: a first chunk of 1 + 4 and a second of 4
+    outs = {}
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad), streaming(conv):
+            outs[grad] = torch.cat([conv(x[:, :, :5]), conv(x[:, :, 5:])], dim=2).detach()
+    assert outs[True].shape == outs[False].shape
+    torch.testing.assert_close(outs[False], outs[True], rtol=0, atol=1e-6)

@@ -1,13 +1,14 @@
-"""A video encoder's resolution levels run depth-first over a chunk, a few frames at a time, with the same
-convolution calls as one pass over the chunk: bit-identical ids, and the full-resolution activations of only a
-few frames in memory instead of the whole chunk's.
+"""A video encoder's and decoder's full-resolution levels run depth-first over a chunk, one frame at a time, with
+the same convolution calls as one pass over the chunk: bit-identical ids and pixels, and the full-resolution
+activations of one frame in memory instead of the whole chunk's.
 
 Inside a stream (:func:`vqtok.model.causal.streaming`) every causal conv continues from its cache, so a chunk may
-go through in pieces. In inference a causal conv computes its output two frames at a time
+go through in pieces. In inference a causal conv computes its output one frame at a time
 (``CausalConv3d._sliced``), counting from the start of each call. Feeding each module pieces that produce exactly
-those two-frame slices (stride 1 in time: 2 frames; stride 2: 3 frames at the start of a stream, then 4) repeats
+those one-frame slices (stride 1 in time: 1 frame; stride 2: 1 frame at the start of a stream, then 2) repeats
 the very same calls on the very same values, so nothing changes but the order and the memory. Levels hold only
-ResNet blocks and down-sampling convs for video models; anything else runs over the whole chunk.
+ResNet blocks and down- or up-sampling convs for video models; anything else runs over the whole chunk (the mid
+block works at the lowest resolution, where a chunk is small).
 """
 
 from __future__ import annotations
@@ -18,32 +19,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vqtok.model.autoencoder import Encoder
+from vqtok.model.autoencoder import Decoder, Encoder
 from vqtok.model.blocks import ResnetBlock
-from vqtok.model.causal import CausalConv3d, Downsample3d
+from vqtok.model.causal import CausalConv3d, Downsample3d, Upsample3d
 
-PIECE = 2  # output frames per call of a causal conv in inference (CausalConv3d._sliced's step)
+PIECE = 1  # output frames per call of a causal conv in inference (CausalConv3d._sliced's step)
 
 
-def can_pipeline(encoder: nn.Module) -> bool:
-    """Whether ``encoder`` is vqtok's video :class:`Encoder` in a stream, its levels all modules
-    :func:`_piece_size` knows."""
-    if not isinstance(encoder, Encoder):
+def can_pipeline(half: nn.Module) -> bool:
+    """Whether ``half`` is vqtok's video :class:`Encoder` or :class:`Decoder` in a stream, its levels all
+    modules :func:`_piece_size` knows."""
+    if isinstance(half, Encoder):
+        known: tuple[type[nn.Module], ...] = (ResnetBlock, Downsample3d)
+    elif isinstance(half, Decoder):
+        known = (ResnetBlock, Upsample3d)
+    else:
         return False
-    streaming = any(m.streaming for m in encoder.modules() if isinstance(m, CausalConv3d))
-    return streaming and all(isinstance(m, (ResnetBlock, Downsample3d)) for m in _level_parts(encoder))
+    streaming = any(m.streaming for m in half.modules() if isinstance(m, CausalConv3d))
+    return streaming and all(isinstance(m, known) for m in _level_parts(half))
 
 
-def _level_parts(encoder: Encoder) -> list[nn.Module]:
-    """The modules of the encoder's levels, in order."""
-    return [m for level in encoder.levels.children() for m in level.children()]
+def _level_parts(half: Encoder | Decoder) -> list[nn.Module]:
+    """The modules of the levels, in order."""
+    return [m for level in half.levels.children() for m in level.children()]
 
 
 def encode_levels_in_pieces(encoder: nn.Module, x: Tensor) -> Tensor:
     """encoder(x) for a chunk x (B, C, T, H, W) of a stream: conv_in and the levels depth-first in pieces, then
     the mid block and output layers over the chunk's (small) lowest-resolution features, as Encoder.forward."""
     assert isinstance(encoder, Encoder)
-    stages: list[tuple[nn.Module, Callable[[], int]]] = [(encoder.conv_in, lambda: PIECE)]
+    stages: list[tuple[Callable[[Tensor], Tensor], Callable[[], int]]] = [(encoder.conv_in, lambda: PIECE)]
     stages += [(m, _piece_size(m)) for m in _level_parts(encoder)]
     pieces: Iterator[Tensor] = iter([x])
     for module, size in stages:
@@ -53,15 +58,31 @@ def encode_levels_in_pieces(encoder: nn.Module, x: Tensor) -> Tensor:
     return encoder.conv_out(F.silu(encoder.norm_out(h), inplace=not torch.is_grad_enabled()))
 
 
+def decode_levels_in_pieces(decoder: nn.Module, z: Tensor) -> Tensor:
+    """decoder(z) for a chunk z (B, z_channels, t, h, w) of a stream: conv_in and the mid block over the chunk's
+    (small) latent frames, then the levels and output layers depth-first, one frame at a time, as
+    Decoder.forward. -> (B, C_out, T, H, W)."""
+    assert isinstance(decoder, Decoder)
+
+    def output_layers(h: Tensor) -> Tensor:
+        return decoder.conv_out(F.silu(decoder.norm_out(h), inplace=not torch.is_grad_enabled()))
+
+    pieces: Iterator[Tensor] = iter([decoder.mid(decoder.conv_in(z))])
+    stages: list[Callable[[Tensor], Tensor]] = [*_level_parts(decoder), output_layers]
+    for module in stages:
+        pieces = _stage(module, pieces, lambda: PIECE)  # an Upsample3d makes 1 or 2 frames of each
+    return torch.cat(list(pieces), dim=2)
+
+
 def _piece_size(module: nn.Module) -> Callable[[], int]:
-    """Input frames of ``module`` per call that give one two-frame slice of its output."""
+    """Input frames of ``module`` per call that give one slice (PIECE frames) of its output."""
     if isinstance(module, Downsample3d) and module.conv.stride[0] == 2:
         conv = module.conv
         return lambda: 2 * PIECE - 1 if conv.stream_state() is None else 2 * PIECE  # a fresh stream pads 2 frames
     return lambda: PIECE
 
 
-def _stage(module: nn.Module, pieces: Iterator[Tensor], size: Callable[[], int]) -> Iterator[Tensor]:
+def _stage(module: Callable[[Tensor], Tensor], pieces: Iterator[Tensor], size: Callable[[], int]) -> Iterator[Tensor]:
     """Run ``module`` over the frames of ``pieces`` (B, C, n, H, W), ``size()`` frames per call; what is left at
     the end of the chunk goes in one last call, as the slices of one pass would end. Holds no reference to a
     piece it has passed on (the stages downstream run while this generator waits)."""

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from torch import Tensor
 
 from vqtok.backends.base import Half
-from vqtok.backends.frame_pipeline import can_pipeline, encode_levels_in_pieces
+from vqtok.backends.frame_pipeline import can_pipeline, decode_levels_in_pieces, encode_levels_in_pieces
 from vqtok.export import fingerprint
 from vqtok.model.causal import TileStreams, streaming
 from vqtok.model.vqvae import VQVAE
@@ -28,6 +28,10 @@ class TorchBackend:
         return self.model.encode(x).ids
 
     def decode_ids(self, ids: Tensor) -> Tensor:
+        decoder = self.model.decoder
+        if ids.ndim == 4 and can_pipeline(decoder):  # a chunk of a video stream: depth-first, the same pixels
+            codes = self.model.quantizer.indices_to_codes(ids).to(decoder.conv_in.weight.dtype)  # (B, D, t, h, w)
+            return decode_levels_in_pieces(decoder, self.model.post_quant_conv(codes))
         return self.model.decode_ids(ids)
 
     def codes(self, ids: Tensor) -> Tensor:

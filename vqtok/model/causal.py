@@ -59,13 +59,18 @@ class CausalConv3d(nn.Conv3d):
             context = x[:, :, :1].expand(-1, -1, past, -1, -1)  # (B, C, past, H, W): the first frame repeated
         else:
             context = x[:, :, :0]
-        if self.streaming and self.time_context > 0:
+        keep = self.streaming and self.time_context > 0
+        if keep:
             frames = context.shape[2] + x.shape[2]
             assert (frames - self.kernel_size[0]) % self.stride[0] == 0, "stream chunk out of phase"
-            self._cache = _frames(context, x, frames - self.time_context, frames).clone()
         if torch.is_grad_enabled():
+            if keep:
+                self._cache = _frames(context, x, frames - self.time_context, frames).clone()
             return self._conv(torch.cat([context, x], dim=2) if context.shape[2] else x)
-        return self._sliced(context, x)
+        out = self._sliced(context, x)
+        if keep:
+            self._keep_last_frames(context, x)
+        return out
 
     def _conv(self, x: Tensor) -> Tensor:
         """The conv over frames already padded in time: (B, C_in, k + s*(n-1), H, W) -> (B, C_out, n, H', W')."""
@@ -74,12 +79,27 @@ class CausalConv3d(nn.Conv3d):
             return F.conv3d(x, self.weight, self.bias, self.stride, (0, top, left))
         return F.conv3d(F.pad(x, self.spatial_padding), self.weight, self.bias, self.stride)
 
-    def _sliced(self, context: Tensor, x: Tensor, step: int = 2) -> Tensor:
+    def _keep_last_frames(self, context: Tensor, x: Tensor) -> None:
+        """Inference: the stream's cache becomes the last ``time_context`` frames of [context, x], written into
+        the cache in place when it has the right shape (no second cache alive beside the first)."""
+        c, tc = context.shape[2], self.time_context
+        frames = c + x.shape[2]
+        cache = self._cache
+        if cache is None or cache.shape[2] != tc or cache.shape[:2] != x.shape[:2] or cache.shape[3:] != x.shape[3:]:
+            self._cache = _frames(context, x, frames - tc, frames).clone()
+            return
+        for j in range(tc):  # frame j takes frame frames - tc + j >= j: never one this loop has overwritten
+            src = frames - tc + j
+            cache[:, :, j].copy_(context[:, :, src] if src < c else x[:, :, src - c])
+
+    def _sliced(self, context: Tensor, x: Tensor, step: int = 1) -> Tensor:
         """Inference: the conv over [context, x] along time, ``step`` output frames at a time, into one output.
 
         Neither the time-padded input nor a spatially padded copy is ever built in full: each slice takes its
         input frames as a view of x (or a small concatenation with the context), so a chunk of high-resolution
-        frames costs its output and a few frames more, instead of three copies of its input.
+        frames costs its output and a few frames more, instead of three copies of its input. One output frame
+        per call gives the same values as several (the conv's arithmetic per output frame does not depend on how
+        many it computes at once; the streaming tests check it) in the least memory.
         """
         k, s = self.kernel_size[0], self.stride[0]
         frames = context.shape[2] + x.shape[2]
@@ -87,12 +107,25 @@ class CausalConv3d(nn.Conv3d):
         out: Tensor | None = None
         for first in range(0, num_out, step):
             last = min(first + step, num_out)
-            y = self._conv(_frames(context, x, first * s, (last - 1) * s + k))  # (B, C_out, last - first, H', W')
+            y = self._slice_conv(context, x, first * s, (last - 1) * s + k)  # (B, C_out, last - first, H', W')
             if out is None:
                 out = y.new_empty(y.shape[0], y.shape[1], num_out, *y.shape[3:])  # (B, C_out, T', H', W')
             out[:, :, first:last] = y
         assert out is not None
         return out
+
+    def _slice_conv(self, context: Tensor, x: Tensor, start: int, end: int) -> Tensor:
+        """The conv over frames [start, end) of [context, x]. With uneven spatial padding, the frames are copied
+        once into a zero-padded buffer (not concatenated, then padded: two copies of them at once)."""
+        left, right, top, bottom = self.spatial_padding
+        if left == right == top == bottom:
+            return self._conv(_frames(context, x, start, end))
+        B, C, _, H, W = x.shape
+        c = context.shape[2]
+        padded = x.new_zeros(B, C, end - start, top + H + bottom, left + W + right)  # (B, C_in, n, H+, W+)
+        for i, t in enumerate(range(start, end)):
+            padded[:, :, i, top : top + H, left : left + W] = context[:, :, t] if t < c else x[:, :, t - c]
+        return F.conv3d(padded, self.weight, self.bias, self.stride)
 
     def start_stream(self) -> None:
         self.streaming, self._cache = True, None
@@ -124,6 +157,8 @@ class FrameGroupNorm(nn.GroupNorm):
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> same shape."""
         B, C, T, H, W = x.shape
+        if not torch.is_grad_enabled() and T == 1:  # one frame (a streamed piece): no copy into a new output
+            return super().forward(x[:, :, 0]).unsqueeze(2)
         if not torch.is_grad_enabled():  # inference: frame by frame into one output, no frame-major copy of x
             out: Tensor | None = None
             for t in range(T):
