@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from tools.score_checkpoint import HELDOUT, ensure_heldout, score
 from vqtok.allocator import keep_freed_memory
@@ -83,6 +83,7 @@ def draw(points: list[dict], path: Path, title: str) -> None:
     w, h, margin = 640, 360, 56
     img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
+    d.font = ImageFont.load_default(size=13)
     hours = [p["hours"] for p in points]
     psnr = [p["psnr"] for p in points]
     x0, x1 = 0.0, max(max(hours), 1e-3)
