@@ -90,7 +90,7 @@ def test_video_datamodule_mixes_images_into_every_batch(video_dir):
     assert batch["videos"].shape == (2, 3, 5, 16, 16) and batch["images"].shape == (2, 3, 16, 16)
     procedural = VideoDataModule(num_frames=5, image_size=16, batch_size=2, num_workers=0, images=None)
     assert set(next(iter(procedural.val_dataloader()))) == {"videos", "num_failed"}
-    with pytest.raises(ConfigError, match="data.root"):
-        VideoDataModule(root=str(video_dir / "nope"))
+    with pytest.raises(ConfigError, match="data.root.*does not exist"):
+        VideoDataModule(root=str(video_dir / "nope")).setup("fit")  # checked at setup: a recipe parses before a fetch
     with pytest.raises(ConfigError, match="data.images"):
         VideoDataModule(images="/no/such/dir")

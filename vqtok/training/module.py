@@ -250,7 +250,9 @@ class TokenizerTraining(L.LightningModule):
     def _log_train(self, outputs: list[tuple[str, Tensor, Tensor, QuantizerOutput]], losses: dict[str, Tensor]) -> None:
         metrics = {f"train/{k}": v.detach().float() for k, v in losses.items()}
         for name, x, x_rec, q in outputs:
-            metrics[f"train/{name}psnr"] = psnr(x_rec.detach().float().clamp(-1, 1), x.float()).mean()
+            x_rec = x_rec.detach().float().clamp(-1, 1)
+            metrics[f"train/{name}psnr"] = psnr(x_rec, x.float()).mean()
+            metrics[f"train/{name}ssim"] = ssim(x_rec, x.float()).mean()  # every step: a value logged once repeats
             metrics[f"codebook/{name}usage_batch"] = q.usage
             metrics[f"codebook/{name}perplexity_batch"] = q.perplexity
             if name:  # a video tokenizer's image part: its own count besides the step's total
@@ -260,9 +262,6 @@ class TokenizerTraining(L.LightningModule):
         every = self.hparams.image_log_every_n_steps
         if every > 0 and (int(self.batches_seen) - 1) % every == 0 and self.trainer.is_global_zero:
             _, x, x_rec, _ = outputs[0]
-            self.log_dict(
-                {"train/ssim": ssim(x_rec.detach().float().clamp(-1, 1), x.float()).mean()}, rank_zero_only=True
-            )
             log_reconstructions(self.loggers, x, x_rec, int(self.batches_seen), "train")
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
