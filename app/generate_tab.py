@@ -131,9 +131,9 @@ def build_generate_tab(priors: PriorRegistry, models: ModelRegistry, limits: Lim
         klass = gr.Dropdown(class_choices(priors, first), value=UNCONDITIONAL, label="Class", allow_custom_value=True)
         n = gr.Slider(1, limits.max_generate, value=min(8, limits.max_generate), step=1, label="Samples")
     with gr.Row():
-        cfg = gr.Slider(1.0, 8.0, value=5.0, step=0.5, label="CFG scale")
-        temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
-        top_k = gr.Number(value=64, precision=0, minimum=0, label="Top-k (0: off)")
+        cfg = gr.Slider(1.0, 8.0, value=4.0, step=0.5, label="CFG scale")  # the demo's settings (bench/prior_demo.py)
+        temperature = gr.Slider(0.1, 2.0, value=0.8, step=0.05, label="Temperature")
+        top_k = gr.Number(value=32, precision=0, minimum=0, label="Top-k (0: off)")
         seed = gr.Number(value=0, precision=0, label="Seed")
     button = gr.Button("Generate", variant="primary", elem_id="generate-button")
     summary = gr.Markdown(elem_id="generate-summary")

@@ -5,7 +5,7 @@ tokenizer, train ``configs/prior_tiny.yaml`` on it, then measure what the prior 
 
 Each step is the user's command, run as a subprocess in ``--work`` (so its relative paths land there)::
 
-    vqtok prior shapes data/shapes --n 600 --size 64
+    vqtok prior shapes data/shapes --n 1500 --size 64
     vqtok tokenize data/shapes --model tiny --out tokens/shapes --labels folder
     vqtok prior fit --config configs/prior_tiny.yaml --data.store tokens/shapes
     vqtok prior export runs/prior_tiny/checkpoints/last.ckpt priors/shapes
@@ -122,13 +122,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("runs/prior_demo"), help="folder for data, store, run")
     parser.add_argument("--reuse", action="store_true", help="keep the outputs of steps already done in --work")
-    parser.add_argument("--n", type=int, default=600, help="rendered images per class for the prior (default 600)")
+    parser.add_argument("--n", type=int, default=1500, help="rendered images per class for the prior (default 1500)")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--tokenizer", default="tiny")
     parser.add_argument("--samples", type=int, default=64, help="samples per class (default 64)")
-    parser.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance scale")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=64)
+    parser.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance scale (default 4)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="(default 0.8)")
+    parser.add_argument("--top-k", type=int, default=32, help="(default 32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--png", type=Path, help="write a sample grid (8 per class) here")
     parser.add_argument("fit_args", nargs="*", help="more vqtok prior fit options, after --")

@@ -14,23 +14,32 @@ huggingface_hub and jsonargparse): put it in a folder of its own and name it wit
     python -m bench.prior_speed --litgpt-path .litgpt
 
 The litgpt model attends causally across the whole packed sequence (it has no per-item masks); the AR prior uses
-its block-diagonal causal mask, so it does the same arithmetic plus the mask. On a CUDA device with ``flash-attn``
-installed a FlashAttention variable-length path would apply; it is not implemented nor measured here (no GPU).
+its block-diagonal causal mask, so it does the same arithmetic plus the mask.
+
+On a CUDA device with ``flash-attn`` installed (``pip install vqtok[flash]``), ``--sections flash`` times a bf16
+training step of the AR prior with FlashAttention's variable-length kernel against SDPA with the dense block-diagonal
+mask, on the same packed sequences (elsewhere it says why it cannot run and skips)::
+
+    python -m bench.prior_speed --sections flash --batch 16 --seq-len 4096
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+import vqtok.prior.model as prior_model
 from bench.common import interleaved, machine, table
 from vqtok.prior import PriorConfig, build_prior, sample
+from vqtok.prior.varlen import flash_varlen_kernel
 from vqtok.store.packing import grid_coords
 
 
@@ -151,6 +160,47 @@ def sampling_rows(config: PriorConfig, grid: int, n: int, repeats: int) -> tuple
     return rows, {"ar_cached": cached, "ar_uncached": uncached, "maskgit": masked_s}
 
 
+def flash_rows(config: PriorConfig, batch: dict, repeats: int) -> tuple[list[list[object]], dict] | str:
+    """Tokens/s of a bf16-autocast training step of the AR prior on CUDA, FlashAttention varlen vs SDPA with the
+    dense mask; or the reason it cannot run here (no CUDA device, or flash-attn not installed)."""
+    if not torch.cuda.is_available():
+        return "no CUDA device: the FlashAttention varlen path only runs on CUDA"
+    device = torch.device("cuda")
+    probe = torch.zeros(1, device=device, dtype=torch.bfloat16)
+    if flash_varlen_kernel(probe, config.head_dim) is None:
+        return "flash-attn is not installed (pip install vqtok[flash]), or cannot load on this device"
+    batch = {k: v.to(device) for k, v in batch.items()}
+    prior = build_prior(config).to(device).train()
+    opt = torch.optim.AdamW(prior.parameters(), lr=1e-4)
+
+    def step() -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return prior.loss(batch)
+
+    def dense_step() -> None:  # the same step with the varlen path switched off: SDPA with the dense mask
+        with patched_kernel(None):
+            train_step(prior, opt, step)
+
+    names = ("FlashAttention varlen", "SDPA, dense block-diagonal mask")
+    seconds = interleaved({names[0]: lambda: train_step(prior, opt, step), names[1]: dense_step}, device, repeats)
+    tokens = int((batch["doc"] >= 0).sum())
+    flash_rate = tokens / seconds[names[0]]
+    rows: list[list[object]] = [[n, f"{s * 1e3:.1f} ms", f"{tokens / s:.0f}", "-" if n == names[0] else f"varlen is "
+             f"{flash_rate / (tokens / s):.2f}x"] for n, s in seconds.items()]  # fmt: skip
+    return rows, {"tokens_per_step": tokens, "seconds": seconds}
+
+
+@contextlib.contextmanager
+def patched_kernel(kernel: Any) -> Iterator[None]:  # noqa: ANN401
+    """Make the priors pick ``kernel`` (None: SDPA with the dense mask) for the duration."""
+    original = prior_model.flash_varlen_kernel
+    prior_model.flash_varlen_kernel = lambda x, head_dim: kernel
+    try:
+        yield
+    finally:
+        prior_model.flash_varlen_kernel = original
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -164,7 +214,9 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=32, help="sampling: grids of grid x grid ids")
     parser.add_argument("--n", type=int, default=1, help="sampling: samples per call")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sections", nargs="+", choices=["training", "sampling"], default=["training", "sampling"])
+    parser.add_argument(
+        "--sections", nargs="+", choices=["training", "sampling", "flash"], default=["training", "sampling", "flash"]
+    )
     parser.add_argument("--litgpt-path", help="a folder holding litgpt (pip install --no-deps --target DIR litgpt)")
     args = parser.parse_args()
     if args.litgpt_path:
@@ -191,6 +243,15 @@ def main() -> None:
             f"threads, {params:.2f} M parameters (dim {args.dim}, depth {args.depth}, {args.codes} codes)\n"
         )
         print(table(["sampler", "time", "note"], rows))
+    if "flash" in args.sections:
+        batch = packed_batch(args.batch, args.seq_len, args.item_grid, args.codes, 10)
+        flash = flash_rows(config, batch, args.repeats)
+        print(f"\nFlashAttention varlen vs SDPA with a dense mask, training step, bf16 autocast on CUDA, {args.batch} "
+              f"sequences of {args.seq_len} packed with {args.item_grid}x{args.item_grid} items\n")  # fmt: skip
+        if isinstance(flash, str):
+            print(f"skipped: {flash}")
+        else:
+            print(table(["attention", "step", "tokens/s", "ratio"], flash[0]))
     print(f"\nload average after: {machine()['load_average']}")
 
 

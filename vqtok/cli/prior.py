@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--out", required=True, help="directory for the PNGs and tokens.safetensors (a token file)")
     shp = sub.add_parser("shapes", help="render a labelled procedural image set (disc, square, triangle, stripes)")
     shp.add_argument("out", help="folder to write: OUT/CLASS/NNNNN.png (tokenize it with --labels folder)")
-    shp.add_argument("--n", type=int, default=200, help="images per class (default 200)")
+    shp.add_argument("--n", type=int, default=1500, help="images per class (default %(default)s, as in the demo)")
     shp.add_argument("--size", type=int, default=64, help="side in pixels (default 64)")
     shp.add_argument("--seed", type=int, default=0)
     return parser

@@ -1,4 +1,5 @@
-"""Transformer parts of the priors: rotary positions over (t, y, x), attention through SDPA, SwiGLU blocks."""
+"""Transformer parts of the priors: rotary positions over (t, y, x), attention through SDPA (or FlashAttention's
+variable-length kernel, :mod:`vqtok.prior.varlen`), SwiGLU blocks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from vqtok.prior.varlen import VarlenSegments
 
 
 def block_causal_mask(doc: Tensor) -> Tensor:
@@ -75,10 +78,18 @@ class Attention(nn.Module):
         self.dropout = dropout
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, cache: LayerCache | None = None
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Tensor | None,
+        cache: LayerCache | None = None,
+        segments: VarlenSegments | None = None,
     ) -> Tensor:
         """x (B, L, dim) -> (B, L, dim). With ``cache`` the L new positions attend to the cached ones and themselves
-        (all of one item: causal among the new ones when ``mask`` says so)."""
+        (all of one item: causal among the new ones when ``mask`` says so). With ``segments`` (packed training
+        batches on CUDA with flash-attn) attention runs within the segments through their kernel, and ``mask`` is
+        None."""
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, L, hd) each
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
@@ -89,7 +100,10 @@ class Attention(nn.Module):
             cache.length = end
             k, v = cache.k[:, :, :end], cache.v[:, :, :end]  # (B, H, end, hd)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, H, L, hd)
+        if segments is not None:
+            y = segments.attend(q, k, v, p)  # (B, H, L, hd)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, H, L, hd)
         return self.proj(y.transpose(1, 2).reshape(B, L, D))
 
 
@@ -116,7 +130,13 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, cache: LayerCache | None = None
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Tensor | None,
+        cache: LayerCache | None = None,
+        segments: VarlenSegments | None = None,
     ) -> Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), cos, sin, mask, cache))
+        x = x + self.drop(self.attn(self.norm1(x), cos, sin, mask, cache, segments))
         return x + self.drop(self.mlp(self.norm2(x)))

@@ -28,6 +28,11 @@ class MaskedPrior(TokenTransformer):
     Training masks a cosine-scheduled fraction of each item (drawn per item) and scores the masked positions only.
     """
 
+    causal = False
+
+    def attention_mask(self, doc: Tensor) -> Tensor:
+        return same_item_mask(doc)
+
     def forward(
         self, ids: Tensor, doc: Tensor, coords: Tensor, label: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
@@ -44,7 +49,7 @@ class MaskedPrior(TokenTransformer):
             float32 (B, L, num_codes).
         """
         x = self.tok_emb(ids) + self.cls_emb(self._class_ids(label, doc, generator))  # (B, L, dim)
-        return self.run(x, coords, same_item_mask(doc))
+        return self.run(x, coords, doc)
 
     def loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
         """Mean cross-entropy (nats per token) over the masked real positions of a packed batch; ``generator``

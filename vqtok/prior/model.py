@@ -9,6 +9,7 @@ from torch.utils.checkpoint import checkpoint
 
 from vqtok.prior.config import PriorConfig
 from vqtok.prior.layers import Block, LayerCache, Rotary3d, block_causal_mask
+from vqtok.prior.varlen import flash_varlen_kernel, packed_segments
 
 
 def first_positions(doc: Tensor) -> Tensor:
@@ -27,8 +28,11 @@ def item_starts(doc: Tensor) -> Tensor:
 class TokenTransformer(nn.Module):
     """What both priors share: id and class embeddings, rotary positions, pre-norm blocks and the output head.
 
-    Subclasses decide what goes in (``forward``) and which positions see which (the mask).
+    Subclasses decide what goes in (``forward``) and which positions see which (``causal`` and
+    ``attention_mask``).
     """
+
+    causal: bool = True  # within an item: position q sees positions k <= q (AR), or the whole item (MaskGIT: False)
 
     def __init__(self, config: PriorConfig) -> None:
         super().__init__()
@@ -46,15 +50,23 @@ class TokenTransformer(nn.Module):
             if name.endswith(("attn.proj.weight", "mlp.down.weight")):  # variance stays near 1 with depth
                 nn.init.normal_(weight, std=0.02 / (2 * config.depth) ** 0.5)
 
-    def run(self, x: Tensor, coords: Tensor, mask: Tensor | None) -> Tensor:
-        """Input embeddings x (B, L, dim) at coords int64 (B, L, 3), attention mask bool (B, 1, L, L) -> logits
-        float32 (B, L, num_codes)."""
+    def attention_mask(self, doc: Tensor) -> Tensor:
+        """bool (B, 1, L, L): which positions of packed sequences doc int64 (B, L) each position sees."""
+        return block_causal_mask(doc)
+
+    def run(self, x: Tensor, coords: Tensor, doc: Tensor) -> Tensor:
+        """Input embeddings x (B, L, dim) at coords int64 (B, L, 3) of packed sequences doc int64 (B, L) -> logits
+        float32 (B, L, num_codes). Attention stays within items: SDPA with the dense mask, or on CUDA in fp16/bf16
+        with flash-attn installed, FlashAttention's variable-length kernel over the items (no mask built)."""
         cos, sin = self.rope(coords)
+        kernel = flash_varlen_kernel(x, self.config.head_dim)
+        segments = packed_segments(doc, self.causal, kernel) if kernel is not None else None
+        mask = self.attention_mask(doc) if segments is None else None  # (B, 1, L, L)
         for block in self.blocks:
             if self.config.gradient_checkpointing and self.training:
-                x = checkpoint(block, x, cos, sin, mask, use_reentrant=False)
+                x = checkpoint(block, x, cos, sin, mask, None, segments, use_reentrant=False)
             else:
-                x = block(x, cos, sin, mask)
+                x = block(x, cos, sin, mask, None, segments)
         return self.head(self.norm(x)).float()
 
     def _class_ids(self, label: Tensor, doc: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -98,7 +110,7 @@ class ARPrior(TokenTransformer):
         first = first_positions(doc)  # (B, L)
         prev = F.pad(ids[:, :-1], (1, 0), value=self.config.num_codes)  # (B, L): the id before each position
         x = torch.where(first[..., None], self.cls_emb(label), self.tok_emb(prev))  # (B, L, dim)
-        return self.run(x, coords, block_causal_mask(doc))
+        return self.run(x, coords, doc)
 
     def loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> Tensor:
         """Mean cross-entropy (nats per token) over the real positions of a packed batch (padding left out);

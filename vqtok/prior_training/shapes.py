@@ -1,7 +1,7 @@
 """A labelled procedural image set for trying priors in minutes: one large shape per image, classes that look
 nothing alike (disc, square, triangle, stripes), random colours, sizes, positions and angles, reproducible by seed.
 
-    vqtok prior shapes data/shapes --n 200 --size 64          # data/shapes/{disc,square,triangle,stripes}/*.png
+    vqtok prior shapes data/shapes --n 1500 --size 64         # data/shapes/{disc,square,triangle,stripes}/*.png
     vqtok tokenize data/shapes --model tiny --out tokens/shapes --labels folder
 """
 
