@@ -62,7 +62,7 @@ def score_new_checkpoints(run: Path, heldout: Path) -> None:
         (curve / "step0.json").write_text(json.dumps(point) + "\n")
     for ckpt in sorted((run / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime):
         mtime = ckpt.stat().st_mtime
-        step = torch.load(ckpt, map_location="cpu", weights_only=True).get("global_step")
+        step = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get("global_step")  # no full read
         if step is None or (curve / f"step{step}.json").exists():
             continue
         export = curve / f"export-step{step}"

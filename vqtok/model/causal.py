@@ -85,7 +85,7 @@ class CausalConv3d(nn.Conv3d):
         c, tc = context.shape[2], self.time_context
         frames = c + x.shape[2]
         cache = self._cache
-        if cache is None or cache.shape[2] != tc or cache.shape[:2] != x.shape[:2] or cache.shape[3:] != x.shape[3:]:
+        if cache is None or cache.shape != (*x.shape[:2], tc, *x.shape[3:]):  # a fresh stream, or a new tile size
             self._cache = _frames(context, x, frames - tc, frames).clone()
             return
         for j in range(tc):  # frame j takes frame frames - tc + j >= j: never one this loop has overwritten
