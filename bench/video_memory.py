@@ -1,8 +1,10 @@
-"""Long-video benchmark: peak memory and frames/s to encode a video file and decode it back to MP4, for a short
-and a long procedural clip, each in its own process. Bounded memory means both peaks are about the same.
+"""Long-video benchmark: peak memory and seconds per frame to encode a video file (as ``vqtok encode``) and
+decode its ids back to MP4 (as ``vqtok decode``), each in its own process, for a short and a long procedural clip.
+Bounded memory means both clips peak about the same.
 
     python -m bench.video_memory [--model DIR] [--seconds 5 60] [--fps 24] [--size 720x1280] [--chunk-frames 8]
-    python -m bench.video_memory --model checkpoints/video --seconds 0.5667 1.1 --fps 30   # the README's 720p rows
+        [--decode-dtype {float32,bfloat16}]
+    python -m bench.video_memory --model video --seconds 0.5667 1.1 --fps 30 --decode-dtype bfloat16  # README's rows
 
 The clips are procedural (moving occluding shapes under a panning, zooming camera) written as H.264 MP4 and
 cached under bench/results/clips/. Without --model a randomly initialised ``video_tiny`` tokenizer is used (speed
@@ -44,41 +46,37 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run_child(model: str, clip: str, chunk_frames: int, tile_size: int | None) -> dict:
-    """In this (fresh) process: encode the clip from its file, decode the ids straight into an MP4."""
-    import numpy as np
+def run_child(stage: str, model: str, clip: str, ids_file: str, options: argparse.Namespace) -> dict:
+    """In this (fresh) process, as ``vqtok encode`` / ``vqtok decode`` run: encode the clip from its file into
+    ``ids_file`` (stage "encode"), or decode ``ids_file`` straight into an MP4 (stage "decode")."""
     import torch
 
     import vqtok
-    from vqtok.allocator import keep_freed_memory
-    from vqtok.io.video import write_video
+    from vqtok.allocator import map_large_blocks
 
-    keep_freed_memory()  # as the vqtok commands do (VQTOK_KEEP_FREED_MEMORY=0 turns it off)
+    map_large_blocks()  # as the vqtok commands do when they stream video files
     torch.set_num_threads(os.cpu_count() or 1)
-    tok = vqtok.load(model, chunk_frames=chunk_frames, tile_size=tile_size)
+    dtype = getattr(torch, options.decode_dtype if stage == "decode" else "float32")
+    tok = vqtok.load(model, chunk_frames=options.chunk_frames, tile_size=options.tile_size or None, dtype=dtype)
     rss_loaded = peak_rss_mb()
     t = time.perf_counter()
-    video = tok.encode_video_file(clip)
-    encode_s = time.perf_counter() - t
-    rss_encode = peak_rss_mb()
-
-    def frames():  # noqa: ANN202 - uint8 (H, W, 3) frames, one piece of the decoded video at a time
-        for piece in tok.decode_chunks(video.ids, size=(video.num_frames, video.height, video.width)):
-            yield from ((piece[0].permute(1, 2, 3, 0).numpy() + 1) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        written, _, _ = write_video(Path(tmp) / "decoded.mp4", frames(), video.fps, preset="veryfast")
-        decode_s = time.perf_counter() - t
+    if stage == "encode":
+        video = tok.encode_video_file(clip)
+        torch.save({"ids": video.ids[0], "size": (video.num_frames, video.height, video.width)}, ids_file)
+        frames, size, ids = video.num_frames, [video.height, video.width], list(video.ids.shape[1:])
+    else:
+        saved = torch.load(ids_file)
+        with tempfile.TemporaryDirectory() as tmp:
+            tok.decode_video_file(saved["ids"], Path(tmp) / "decoded.mp4", saved["size"], preset="veryfast")
+        frames, size, ids = saved["size"][0], list(saved["size"][1:]), list(saved["ids"].shape)
+    seconds = time.perf_counter() - t
     return {
-        "frames": video.num_frames,
-        "size": [video.height, video.width],
-        "ids": list(video.ids.shape),
-        "frames_written": written,
-        "encode_fps": video.num_frames / encode_s,
-        "decode_fps": written / decode_s,
+        "frames": frames,
+        "size": size,
+        "ids": ids,
+        "fps": frames / seconds,
+        "seconds_per_frame": seconds / frames,
         "rss_after_load_mb": rss_loaded,
-        "peak_rss_encode_mb": rss_encode,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -103,10 +101,17 @@ def main() -> None:
     parser.add_argument("--size", default="720x1280", help="HxW of the clips")
     parser.add_argument("--chunk-frames", type=int, default=8)
     parser.add_argument("--tile-size", type=int, default=0, help="spatial tiles in pixels; 0 (default): one pass")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--decode-dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="the decoder's dtype (vqtok decode --dtype); the encoder always runs in float32",
+    )
+    parser.add_argument("--child", nargs=2, metavar=("STAGE", "CLIP"), help=argparse.SUPPRESS)
+    parser.add_argument("--ids-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_child(args.model, args.child, args.chunk_frames, args.tile_size or None)))
+        print(json.dumps(run_child(args.child[0], args.model, args.child[1], args.ids_file, args)))
         return
     height, width = map(int, args.size.lower().split("x"))
     load = os.getloadavg()[0]
@@ -115,26 +120,37 @@ def main() -> None:
         rows = []
         for seconds in args.seconds:
             clip = make_clip(seconds, args.fps, height, width)
-            cmd = [sys.executable, "-m", "bench.video_memory", "--child", str(clip), "--model", model]
-            cmd += ["--chunk-frames", str(args.chunk_frames), "--tile-size", str(args.tile_size)]
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            if out.returncode:
-                sys.exit(f"benchmark child failed:\n{out.stderr}")
-            rows.append({"seconds": seconds, "fps": args.fps, **json.loads(out.stdout.splitlines()[-1])})
+            row: dict = {"seconds": seconds, "fps": args.fps}
+            for stage in ("encode", "decode"):
+                cmd = [sys.executable, "-m", "bench.video_memory", "--child", stage, str(clip), "--model", model]
+                cmd += ["--ids-file", str(Path(tmp) / "ids.pt"), "--chunk-frames", str(args.chunk_frames)]
+                cmd += ["--tile-size", str(args.tile_size), "--decode-dtype", args.decode_dtype]
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode:
+                    sys.exit(f"benchmark child failed:\n{out.stderr}")
+                row[stage] = json.loads(out.stdout.splitlines()[-1])
+            rows.append(row)
     print(
-        f"video round trip, model {args.model or 'video_tiny (random init)'}, chunk_frames {args.chunk_frames}, "
-        f"{os.cpu_count()} CPUs, load average {load:.2f} before the run\n"
+        f"video encode and decode, model {args.model or 'video_tiny (random init)'}, decoder in "
+        f"{args.decode_dtype}, chunk_frames {args.chunk_frames}, {os.cpu_count()} CPUs, load average {load:.2f} "
+        "before the run\n"
     )
-    print("| clip | frames | ids | encode frames/s | decode+write frames/s | RSS after load | peak RSS |")
+    print("| clip | frames | ids | encode s/frame | encode peak RSS | decode s/frame | decode peak RSS |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
+        e, d = r["encode"], r["decode"]
         print(
-            f"| {r['seconds']:g} s {r['size'][0]}x{r['size'][1]} @ {r['fps']:g} fps | {r['frames']} | "
-            f"{'x'.join(map(str, r['ids'][1:]))} | {r['encode_fps']:.2f} | {r['decode_fps']:.2f} | "
-            f"{r['rss_after_load_mb']:.0f} MB | {r['peak_rss_mb']:.0f} MB |"
+            f"| {r['seconds']:g} s {e['size'][0]}x{e['size'][1]} @ {r['fps']:g} fps | {e['frames']} | "
+            f"{'x'.join(map(str, e['ids']))} | {e['seconds_per_frame']:.2f} | {e['peak_rss_mb']:.0f} MB | "
+            f"{d['seconds_per_frame']:.2f} | {d['peak_rss_mb']:.0f} MB |"
         )
     RESULTS.mkdir(exist_ok=True)
-    result = {"model": args.model or "video_tiny (random init)", "load_average": load, "rows": rows}
+    result = {
+        "model": args.model or "video_tiny (random init)",
+        "decode_dtype": args.decode_dtype,
+        "load_average": load,
+        "rows": rows,
+    }
     (RESULTS / "video_memory.json").write_text(json.dumps(result, indent=2) + "\n")
 
 

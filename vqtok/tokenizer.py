@@ -359,6 +359,7 @@ class Tokenizer:
                 emitted += y.shape[2]
                 if y.shape[2]:
                     yield y
+                del y  # not alive beside the next chunk's activations
                 if emitted >= T:
                     return
 

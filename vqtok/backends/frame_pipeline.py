@@ -51,8 +51,8 @@ def encode_levels_in_pieces(encoder: nn.Module, x: Tensor) -> Tensor:
     stages: list[tuple[Callable[[Tensor], Tensor], Callable[[], int]]] = [(encoder.conv_in, lambda: PIECE)]
     stages += [(m, _piece_size(m)) for m in _level_parts(encoder)]
     pieces: Iterator[Tensor] = iter([x])
-    for module, size in stages:
-        pieces = _stage(module, pieces, size)
+    for i, (module, size) in enumerate(stages):
+        pieces = _stage(module, pieces, size, copy_rest=i > 0)  # the caller holds x: views of it cost nothing
     h = torch.cat(list(pieces), dim=2)  # (B, C', t, h, w) at the lowest resolution
     h = encoder.mid(h)
     return encoder.conv_out(F.silu(encoder.norm_out(h), inplace=not torch.is_grad_enabled()))
@@ -82,10 +82,13 @@ def _piece_size(module: nn.Module) -> Callable[[], int]:
     return lambda: PIECE
 
 
-def _stage(module: Callable[[Tensor], Tensor], pieces: Iterator[Tensor], size: Callable[[], int]) -> Iterator[Tensor]:
+def _stage(
+    module: Callable[[Tensor], Tensor], pieces: Iterator[Tensor], size: Callable[[], int], copy_rest: bool = True
+) -> Iterator[Tensor]:
     """Run ``module`` over the frames of ``pieces`` (B, C, n, H, W), ``size()`` frames per call; what is left at
     the end of the chunk goes in one last call, as the slices of one pass would end. Holds no reference to a
-    piece it has passed on (the stages downstream run while this generator waits)."""
+    piece it has passed on (the stages downstream run while this generator waits): the frames not yet used are
+    copied out of a piece (``copy_rest``), unless the caller keeps the pieces alive anyway."""
     pending: list[Tensor] = []
     have = 0
     for piece in pieces:
@@ -94,7 +97,7 @@ def _stage(module: Callable[[Tensor], Tensor], pieces: Iterator[Tensor], size: C
         del piece
         while have >= (n := size()):
             frames = pending[0] if len(pending) == 1 else torch.cat(pending, dim=2)
-            pending = [frames[:, :, n:].clone()] if have > n else []  # a copy: the view would keep all of frames
+            pending = [_rest(frames, n, copy_rest)] if have > n else []
             have -= n
             out = [module(frames[:, :, :n])]
             del frames
@@ -103,3 +106,9 @@ def _stage(module: Callable[[Tensor], Tensor], pieces: Iterator[Tensor], size: C
         out = [module(pending[0] if len(pending) == 1 else torch.cat(pending, dim=2))]
         pending.clear()
         yield out.pop()
+
+
+def _rest(frames: Tensor, n: int, copy: bool) -> Tensor:
+    """Frames n: of ``frames``, copied when ``copy`` (a view would keep all of ``frames`` alive)."""
+    rest = frames[:, :, n:]
+    return rest.clone() if copy else rest

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging()
     if argv[:1] == ["demo"]:
         share_one_arena()  # a server keeps its memory flat: before any thread starts (see vqtok.allocator)
-    else:
+    elif argv[:1] not in (["encode"], ["decode"]):  # those two decide once they know whether they stream videos
         keep_freed_memory()  # large activations are reused instead of page-faulted in afresh for every batch
     if argv and argv[0] in LIGHTNING_COMMANDS:
         return _run_lightning(argv)

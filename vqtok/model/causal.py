@@ -12,13 +12,14 @@ memory that does not grow with the clip's length.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vqtok.model.row_bands import Kernel, conv3d_in_row_bands, row_band_kernel, upsampling_conv3d_in_row_bands
 from vqtok.model.subpixel import interleave_phases, phase_bias, phase_kernels
 
 
@@ -49,6 +50,7 @@ class CausalConv3d(nn.Conv3d):
         self.time_context = kernel_size - stride[0]  # input frames the next chunk of a stream still needs
         self.streaming = False
         self._cache: Tensor | None = None  # (B, C_in, time_context, H, W): the end of the previous chunk
+        self.row_bands = True  # large frames may go through vqtok.model.row_bands in inference (same values)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C_in, T, H, W) -> (B, C_out, T', H', W')."""
@@ -104,6 +106,8 @@ class CausalConv3d(nn.Conv3d):
         k, s = self.kernel_size[0], self.stride[0]
         frames = context.shape[2] + x.shape[2]
         num_out = (frames - k) // s + 1
+        if num_out <= step:  # one slice: its output is the output
+            return self._slice_conv(context, x, 0, (num_out - 1) * s + k)
         out: Tensor | None = None
         for first in range(0, num_out, step):
             last = min(first + step, num_out)
@@ -115,17 +119,31 @@ class CausalConv3d(nn.Conv3d):
         return out
 
     def _slice_conv(self, context: Tensor, x: Tensor, start: int, end: int) -> Tensor:
-        """The conv over frames [start, end) of [context, x]. With uneven spatial padding, the frames are copied
-        once into a zero-padded buffer (not concatenated, then padded: two copies of them at once)."""
+        """The conv over frames [start, end) of [context, x]. Large frames go in bands of output rows (see
+        :mod:`vqtok.model.row_bands`: the same values, without the whole time window in one tensor). Otherwise,
+        with uneven spatial padding, the frames are copied once into a zero-padded buffer (not concatenated, then
+        padded: two copies of them at once)."""
+        c = context.shape[2]
+        kernel = row_band_kernel(x, self.weight, end - start, self.stride, self.spatial_padding)
+        if self.row_bands and kernel is not None:
+
+            def frame(i: int) -> Tensor:  # (B, C_in, H, W): frame start + i of [context, x]
+                return context[:, :, start + i] if start + i < c else x[:, :, start + i - c]
+
+            return self._conv_in_row_bands(frame, end - start, kernel)
         left, right, top, bottom = self.spatial_padding
         if left == right == top == bottom:
             return self._conv(_frames(context, x, start, end))
         B, C, _, H, W = x.shape
-        c = context.shape[2]
         padded = x.new_zeros(B, C, end - start, top + H + bottom, left + W + right)  # (B, C_in, n, H+, W+)
         for i, t in enumerate(range(start, end)):
             padded[:, :, i, top : top + H, left : left + W] = context[:, :, t] if t < c else x[:, :, t - c]
         return F.conv3d(padded, self.weight, self.bias, self.stride)
+
+    def _conv_in_row_bands(self, frame: Callable[[int], Tensor], num_frames: int, kernel: Kernel) -> Tensor:
+        """:meth:`_conv` over frame(i) (B, C_in, H, W), i < num_frames, in bands of rows (same values)."""
+        stride = (self.stride[0], self.stride[1], self.stride[2])
+        return conv3d_in_row_bands(frame, num_frames, self.weight, self.bias, stride, self.spatial_padding, kernel)
 
     def start_stream(self) -> None:
         self.streaming, self._cache = True, None
@@ -199,6 +217,13 @@ class UpsamplingCausalConv3d(CausalConv3d):
         kernel, bias = phase_kernels(self.weight), phase_bias(self.bias)  # (4C, C, 3, 2, 2), (4C,)
         y = F.conv3d(x, kernel, bias, padding=(0, top, left))  # (B, 4C, n, h+1, w+1)
         return interleave_phases(y, h, w)  # (B, C, n, 2h, 2w)
+
+    def _conv_in_row_bands(self, frame: Callable[[int], Tensor], num_frames: int, kernel: Kernel) -> Tensor:
+        if kernel != "onednn":  # the phase conv has 4x the channels: not met in vqtok's models at these sizes
+            return self._conv(torch.stack([frame(i) for i in range(num_frames)], dim=2))
+        assert self.bias is not None  # built with a bias
+        phases, bias = phase_kernels(self.weight), phase_bias(self.bias)  # (4C, C, 3, 2, 2), (4C,)
+        return upsampling_conv3d_in_row_bands(frame, num_frames, phases, bias)
 
 
 class Upsample3d(nn.Module):
