@@ -56,7 +56,7 @@ def keep_freed_memory() -> bool:
     return ok
 
 
-STREAM_MMAP_THRESHOLD = 8 << 20  # see map_large_blocks; vqtok.model.row_bands keeps its buffers below it
+STREAM_MMAP_THRESHOLD = 8 << 20  # see map_large_blocks
 
 
 def map_large_blocks() -> bool:

@@ -31,8 +31,10 @@ from vqtok.model.subpixel import interleave_phases
 
 Kernel = Literal["onednn", "native"]
 
-BAND_BYTES = 6 * 2**20  # a band's working buffer (its input, or its columns for the native kernel): under
-# vqtok.allocator.STREAM_MMAP_THRESHOLD, so a stream reuses band buffers instead of mapping each one afresh
+# A band's working buffer (its input, or its columns for the native kernel). Every band is one parallel region
+# of the conv: on a busy machine many small bands cost more in thread barriers than they save (6 MB bands ran
+# 4-10x slower than one call there, 32 MB ones 1.0-1.8x), so bands are few, at some 50 MB more peak memory.
+BAND_BYTES = 32 * 2**20
 MIN_WORK_BYTES = 64 * 2**20  # convs whose whole working buffer is smaller run in one call, as before
 _NATIVE_KERNEL_MAX = 20480  # F.conv3d uses its native kernel at batch 1 in float32 when N * C * T * H is at most this
 
