@@ -124,8 +124,10 @@ class CausalConv3d(nn.Conv3d):
         with uneven spatial padding, the frames are copied once into a zero-padded buffer (not concatenated, then
         padded: two copies of them at once)."""
         c = context.shape[2]
-        kernel = row_band_kernel(x, self.weight, end - start, self.stride, self.spatial_padding)
-        if self.row_bands and kernel is not None:
+        kernel = (
+            row_band_kernel(x, self.weight, end - start, self.stride, self.spatial_padding) if self.row_bands else None
+        )
+        if kernel is not None:
 
             def frame(i: int) -> Tensor:  # (B, C_in, H, W): frame start + i of [context, x]
                 return context[:, :, start + i] if start + i < c else x[:, :, start + i - c]
