@@ -33,6 +33,9 @@ from vqtok.tiling import decode_tiled, encode_tiled
 from vqtok.transforms import pad_to_multiple
 
 DEFAULT_CHUNK_FRAMES = 8  # frames per streamed chunk of a video (after the first, which has one more)
+# Large frames stream in shorter chunks: a chunk's float32 frames stay under this (ids do not depend on chunking).
+# At 1280x720 that is 4 frames (44 MB) instead of 8; up to 1920x1080 it stays a few frames; 256x256 keeps 8.
+CHUNK_BYTES = 64 << 20
 
 
 class Tokenizer:
@@ -242,6 +245,13 @@ class Tokenizer:
             self.progress(y[:, 0].numel())
         return y
 
+    def _chunk_frames(self, height: int, width: int) -> int:
+        """Frames per chunk when streaming frames of ``height`` x ``width``: ``chunk_frames``, cut for large frames
+        so that one chunk's float32 frames stay under :data:`CHUNK_BYTES` (never under the temporal factor)."""
+        r = self.temporal_downsample
+        fitting = CHUNK_BYTES // (3 * 4 * height * width) // r * r
+        return max(r, min(self.chunk_frames, fitting))
+
     def _tiles(self, size: tuple[int, ...]) -> tuple[int, int] | None:
         """(tile side, overlap) in latents when an image of ``size`` (H, W) pixels is processed in tiles."""
         if self.tile_size is None or max(size) <= self.tile_size:
@@ -269,7 +279,7 @@ class Tokenizer:
                 num_frames += 1
                 yield torch.from_numpy(frame).permute(2, 0, 1)[None, :, None]  # (1, 3, 1, H, W) uint8
 
-        chunks = frame_chunks(frames(), self.chunk_frames, self.temporal_downsample)
+        chunks = frame_chunks(frames(), self._chunk_frames(info.height, info.width), self.temporal_downsample)
         ids = self._encode_chunks(chunk.float() / 127.5 - 1.0 for chunk in chunks)
         return EncodedVideo(ids=ids, num_frames=num_frames, height=info.height, width=info.width, fps=info.fps)
 
@@ -349,13 +359,13 @@ class Tokenizer:
         emitted = 0
         tiles = self._tiles((h * f, w * f))
         with self.backend.stream("decoder") as streams:
-            for part in latent_chunks(t, self.chunk_frames // r):
+            for part in latent_chunks(t, self._chunk_frames(h * f, w * f) // r):
                 part_ids = ids[:, part].to(self.device)  # (B, l, h, w)
                 if tiles is None:
                     y = self._decode_ids(part_ids)  # (B, 3, n, H', W')
                 else:
                     y = decode_tiled(_per_tile(streams, self._decode_ids), part_ids, f, *tiles)
-                y = y.clamp(-1, 1)[:, :, : T - emitted, :H, :W]
+                y = y.clamp_(-1, 1)[:, :, : T - emitted, :H, :W]  # in place: no second copy of the piece
                 emitted += y.shape[2]
                 if y.shape[2]:
                     yield y

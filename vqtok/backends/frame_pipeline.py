@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from vqtok.model.autoencoder import Decoder, Encoder
 from vqtok.model.blocks import ResnetBlock
-from vqtok.model.causal import CausalConv3d, Downsample3d, Upsample3d
+from vqtok.model.causal import CausalConv3d, Downsample3d, FrameGroupNorm, Upsample3d
 
 PIECE = 1  # output frames per call of a causal conv in inference (CausalConv3d._sliced's step)
 
@@ -49,7 +49,7 @@ def encode_levels_in_pieces(encoder: nn.Module, x: Tensor) -> Tensor:
     the mid block and output layers over the chunk's (small) lowest-resolution features, as Encoder.forward."""
     assert isinstance(encoder, Encoder)
     stages: list[tuple[Callable[[Tensor], Tensor], Callable[[], int]]] = [(encoder.conv_in, lambda: PIECE)]
-    stages += [(m, _piece_size(m)) for m in _level_parts(encoder)]
+    stages += [(_given_up(m), _piece_size(m)) for m in _level_parts(encoder)]
     pieces: Iterator[Tensor] = iter([x])
     for i, (module, size) in enumerate(stages):
         pieces = _stage(module, pieces, size, copy_rest=i > 0)  # the caller holds x: views of it cost nothing
@@ -64,14 +64,34 @@ def decode_levels_in_pieces(decoder: nn.Module, z: Tensor) -> Tensor:
     Decoder.forward. -> (B, C_out, T, H, W)."""
     assert isinstance(decoder, Decoder)
 
-    def output_layers(h: Tensor) -> Tensor:
-        return decoder.conv_out(F.silu(decoder.norm_out(h), inplace=not torch.is_grad_enabled()))
+    inference = not torch.is_grad_enabled()
+    norm_out = decoder.norm_out
+    assert isinstance(norm_out, FrameGroupNorm)
+
+    def output_layers(h: Tensor) -> Tensor:  # h: the last block's fresh output, given up (written over)
+        h = norm_out.forward_over_input(h) if inference else norm_out(h)
+        return decoder.conv_out(F.silu(h, inplace=inference))
 
     pieces: Iterator[Tensor] = iter([decoder.mid(decoder.conv_in(z))])
-    stages: list[Callable[[Tensor], Tensor]] = [*_level_parts(decoder), output_layers]
+    stages: list[Callable[[Tensor], Tensor]] = [*map(_given_up, _level_parts(decoder)), output_layers]
     for module in stages:
-        pieces = _stage(module, pieces, lambda: PIECE)  # an Upsample3d makes 1 or 2 frames of each
+        if isinstance(module, Upsample3d) and inference:  # (_given_up leaves an Upsample3d as it is)
+            pieces = _frames_of(module, pieces)  # 1 or 2 frames of each piece, one at a time
+        else:
+            pieces = _stage(module, pieces, lambda: PIECE)
     return torch.cat(list(pieces), dim=2)
+
+
+def _frames_of(upsample: Upsample3d, pieces: Iterator[Tensor]) -> Iterator[Tensor]:
+    """An upsampling's output frames, each alone (B, C, 1, 2H, 2W), for the pieces' frames in order."""
+    for piece in pieces:
+        yield from upsample.forward_frames(piece)
+
+
+def _given_up(module: nn.Module) -> Callable[[Tensor], Tensor]:
+    """How a stage calls ``module`` on a piece it gives up (the rest of a piece is copied out first, see
+    :func:`_stage`): a ResNet block may write over it."""
+    return module.forward_over_input if isinstance(module, ResnetBlock) else module
 
 
 def _piece_size(module: nn.Module) -> Callable[[], int]:

@@ -38,14 +38,34 @@ class ResnetBlock(nn.Module):
         self.conv2 = conv(out_channels, out_channels, 3, video)
         self.skip = conv(in_channels, out_channels, 1, video) if in_channels != out_channels else nn.Identity()
         self.grad_checkpoint = grad_checkpoint
+        self.video = video
 
     def forward(self, x: Tensor) -> Tensor:
         if self.grad_checkpoint and self.training and x.requires_grad:
             return checkpoint(self._forward, x, use_reentrant=False)
         return self._forward(x)
 
+    def forward_over_input(self, x: Tensor) -> Tensor:
+        """``forward(x)`` for a caller that gives x up (video inference, the frame pipeline): a block that changes
+        the width takes its skip first, then normalises x in place, so x and a normalised copy of it are never
+        both alive. The same values (the skip and the first conv do not depend on each other)."""
+        if torch.is_grad_enabled() or not self.video or isinstance(self.skip, nn.Identity):
+            return self(x)
+        assert isinstance(self.norm1, FrameGroupNorm) and isinstance(self.norm2, FrameGroupNorm)
+        assert isinstance(self.conv1, CausalConv3d) and isinstance(self.conv2, CausalConv3d)
+        skip = self.skip(x)
+        h = self.conv1.forward_over_input(F.silu(self.norm1.forward_over_input(x), inplace=True))
+        h = self.conv2.forward_over_input(F.silu(self.norm2.forward_over_input(h), inplace=True))
+        return h.add_(skip)
+
     def _forward(self, x: Tensor) -> Tensor:
         inplace = not torch.is_grad_enabled()  # inference: reuse the fresh norm/conv outputs, no new activations
+        if inplace and self.video:  # large frames: each step written over the last, so x and one more at a time
+            assert isinstance(self.conv1, CausalConv3d) and isinstance(self.conv2, CausalConv3d)
+            assert isinstance(self.norm2, FrameGroupNorm)
+            h = self.conv1.forward_over_input(F.silu(self.norm1(x), inplace=True))
+            h = self.conv2.forward_over_input(F.silu(self.norm2.forward_over_input(h), inplace=True))
+            return h.add_(self.skip(x))
         h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
         h = F.silu(self.norm2(h), inplace=inplace)  # conv1's output is freed here, before conv2 allocates its own
         h = self.conv2(h)

@@ -52,15 +52,18 @@ class CausalConv3d(nn.Conv3d):
         self._cache: Tensor | None = None  # (B, C_in, time_context, H, W): the end of the previous chunk
         self.row_bands = True  # large frames may go through vqtok.model.row_bands in inference (same values)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C_in, T, H, W) -> (B, C_out, T', H', W')."""
+    def _context(self, x: Tensor) -> Tensor:
+        """The frames before x: (B, C_in, k_t - 1, H, W) from the stream, or the first frame repeated."""
         past = self.kernel_size[0] - 1
         if self._cache is not None:
-            context = self._cache  # continue the stream where the last chunk stopped
-        elif past > 0:
-            context = x[:, :, :1].expand(-1, -1, past, -1, -1)  # (B, C, past, H, W): the first frame repeated
-        else:
-            context = x[:, :, :0]
+            return self._cache  # continue the stream where the last chunk stopped
+        if past > 0:
+            return x[:, :, :1].expand(-1, -1, past, -1, -1)  # (B, C, past, H, W): the first frame repeated
+        return x[:, :, :0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, T, H, W) -> (B, C_out, T', H', W')."""
+        context = self._context(x)
         keep = self.streaming and self.time_context > 0
         if keep:
             frames = context.shape[2] + x.shape[2]
@@ -73,6 +76,48 @@ class CausalConv3d(nn.Conv3d):
         if keep:
             self._keep_last_frames(context, x)
         return out
+
+    def forward_over_input(self, x: Tensor) -> Tensor:
+        """``forward(x)``, written over x where it can be: inference in row bands, one frame x (B, C, 1, H, W) (as
+        the frame pipeline gives the full-resolution levels), a stride-1 conv that keeps the shape (C_in == C_out).
+        The caller gives x up. The same calls and values as ``forward``, without a second tensor as large as x:
+        each band's output rows replace input rows no later band reads, after the stream has kept what it needs
+        of them."""
+        context = self._context(x)
+        k = self.kernel_size[0]
+        kernel = row_band_kernel(x, self.weight, context.shape[2] + x.shape[2], self.stride, self.spatial_padding)
+        if (
+            not self.row_bands
+            or kernel is None
+            or x.shape[2] != 1  # an output frame j would overwrite input frame j, which frames j + 1, j + 2 read
+            or self.in_channels != self.out_channels
+            or tuple(self.stride) != (1, 1, 1)
+            or context.shape[2] != k - 1
+            or self.spatial_padding != (k // 2,) * 4
+        ):
+            return self.forward(x)
+        c, n = context.shape[2], x.shape[2]
+        tc = self.time_context
+
+        def frame(i: int) -> Tensor:  # (B, C_in, H, W): frame i of [context, x]
+            return context[:, :, i] if i < c else x[:, :, i - c]
+
+        cache = self._cache
+        if self.streaming and tc > 0 and (cache is None or cache.shape != (*x.shape[:2], tc, *x.shape[3:])):
+            cache = x.new_empty(*x.shape[:2], tc, *x.shape[3:])  # filled band by band below
+        elif not self.streaming:
+            cache = None
+
+        def keep_rows(r0: int, r1: int) -> None:  # the stream's last frames, rows [r0, r1), before x's are lost
+            if cache is None:
+                return
+            for j in range(tc):  # frame j takes frame c + n - tc + j >= j: never one this loop has overwritten
+                cache[:, :, j, r0:r1].copy_(frame(c + n - tc + j)[:, :, r0:r1])
+
+        stride = (1, 1, 1)
+        conv3d_in_row_bands(frame, c + n, self.weight, self.bias, stride, self.spatial_padding, kernel, x, keep_rows)
+        self._cache = cache
+        return x
 
     def _conv(self, x: Tensor) -> Tensor:
         """The conv over frames already padded in time: (B, C_in, k + s*(n-1), H, W) -> (B, C_out, n, H', W')."""
@@ -171,8 +216,29 @@ def _frames(context: Tensor, x: Tensor, start: int, end: int) -> Tensor:
     return torch.cat([context[:, :, start:], x[:, :, : end - c]], dim=2)
 
 
+NORM_PART_BYTES = 16 << 20  # FrameGroupNorm.forward_over_input normalises this much of a frame at a time
+
+
 class FrameGroupNorm(nn.GroupNorm):
     """GroupNorm over each frame on its own: statistics never mix frames, so normalisation stays causal."""
+
+    def forward_over_input(self, x: Tensor) -> Tensor:
+        """Inference: ``forward(x)`` written over x (the caller gives x up), a few groups of one frame at a time.
+        The same values: each group's statistics and scaling are computed alone either way (tested)."""
+        if torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type):  # autocast norms return float32
+            return self.forward(x)
+        B, C, T, H, W = x.shape
+        per_group = C // self.num_groups
+        groups = max(1, min(self.num_groups, NORM_PART_BYTES // (B * per_group * H * W * x.element_size())))
+        for t in range(T):
+            for g0 in range(0, self.num_groups, groups):
+                g1 = min(self.num_groups, g0 + groups)
+                c0, c1 = g0 * per_group, g1 * per_group
+                part = x[:, c0:c1, t].contiguous()  # (B, c1 - c0, H, W): whole groups of one frame
+                w = None if self.weight is None else self.weight[c0:c1]
+                b = None if self.bias is None else self.bias[c0:c1]
+                x[:, c0:c1, t] = F.group_norm(part, g1 - g0, w, b, self.eps)
+        return x
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) -> same shape."""
@@ -220,6 +286,10 @@ class UpsamplingCausalConv3d(CausalConv3d):
         y = F.conv3d(x, kernel, bias, padding=(0, top, left))  # (B, 4C, n, h+1, w+1)
         return interleave_phases(y, h, w)  # (B, C, n, 2h, 2w)
 
+    def forward_over_input(self, x: Tensor) -> Tensor:
+        """The output is larger than x: a new tensor (see :meth:`CausalConv3d.forward_over_input`)."""
+        return self.forward(x)
+
     def _conv_in_row_bands(self, frame: Callable[[int], Tensor], num_frames: int, kernel: Kernel) -> Tensor:
         if kernel != "onednn":  # the phase conv has 4x the channels: not met in vqtok's models at these sizes
             return self._conv(torch.stack([frame(i) for i in range(num_frames)], dim=2))
@@ -249,6 +319,19 @@ class Upsample3d(nn.Module):
                 x = x[:, :, 1:]  # (B, C, 2T - 1, H, W): frame 0 has no past to fill in between
             self._started = self.streaming
         return self.conv(x)
+
+    def forward_frames(self, x: Tensor) -> Iterator[Tensor]:
+        """Inference in a stream: ``forward(x)``, one output frame (B, C, 1, 2H, 2W) at a time, so that a
+        temporal upsampling never holds two full-resolution frames. The same values: the conv computes one output
+        frame per call anyway (``CausalConv3d._sliced``), and its stream continues frame by frame alike."""
+        assert self.streaming and not torch.is_grad_enabled()
+        if self.temporal:
+            x = x.repeat_interleave(2, dim=2)  # (B, C, 2T, H, W), at the low resolution
+            if not self._started:
+                x = x[:, :, 1:]
+            self._started = True
+        for t in range(x.shape[2]):  # a fresh stream pads with the first frame, as one call over x does
+            yield self.conv(x[:, :, t : t + 1])
 
     def start_stream(self) -> None:
         self.streaming, self._started = True, False

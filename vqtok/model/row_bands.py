@@ -14,8 +14,9 @@ at batch 1, float32). The two round differently, so every band must run the kern
 a band of a large input calls oneDNN's convolution directly (a band may itself be under the threshold), and a
 band of a small one calls ``F.conv3d``, which stays with the native kernel for the smaller band. oneDNN's
 arithmetic for an output pixel does not depend on how many rows the call has, nor does the native kernel's for a
-stride-1, evenly padded conv (it does for a strided one, which therefore runs in one call); the tests check every
-case against one ``F.conv3d`` call.
+stride-1, evenly padded conv (it does for a strided one, which therefore runs in one call). 1x1 convs (a
+ResNet block's skip) go in bands in bf16 only: oneDNN's float32 1x1 conv rounds differently in bands of most
+sizes. The tests check every case against one ``F.conv3d`` call.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def row_band_kernel(
         or _channels_last(x)
         or _channels_last(weight)
         or not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
-        or weight.shape[-1] == 1
-        or weight.shape[-2] == 1
+        or (weight.shape[-1] == 1 and x.dtype != torch.bfloat16)  # float32 1x1 bands round differently
+        or weight.shape[-1] != weight.shape[-2]
         or weight.shape[-1] > 3  # F.conv3d's choice differs for large kernels; vqtok's convs are 3x3x3
         or H // stride[1] < 2
     ):
@@ -88,12 +89,19 @@ def conv3d_in_row_bands(
     stride: tuple[int, int, int],
     padding: tuple[int, int, int, int],
     kernel: Kernel = "onednn",
+    over: Tensor | None = None,
+    before_overwrite: Callable[[int, int], None] | None = None,
 ) -> Tensor:
     """The conv over ``num_frames`` input frames, frame(i) -> (B, C, H, W), zero-padded in space by ``padding``
     (left, right, top, bottom), with no padding in time: -> (B, O, (num_frames - k_t) // s_t + 1, H', W').
 
     Equal, bit for bit, to ``F.conv3d(F.pad(frames, padding), weight, bias, stride)`` with ``kernel`` the one
     :func:`row_band_kernel` names.
+
+    ``over``: a tensor shaped as the output that the frames are (partly) views of, to write the output into
+    instead of a new tensor (a size-preserving, stride-1 conv). A band's output rows are written only once no later
+    band reads those input rows; ``before_overwrite(r0, r1)`` is called first, to save what else is needed of
+    input rows [r0, r1) (a stream's last frames).
     """
     left, right, top, bottom = padding
     first = frame(0)
@@ -105,14 +113,33 @@ def conv3d_in_row_bands(
     out_w = (left + W + right - kw) // sw + 1
     columns = weight[0, 0].numel() if kernel == "native" else 1  # working bytes per input byte
     rows = _rows_per_band(first, num_frames, padding, kh, sh, columns)
-    out = first.new_empty(B, weight.shape[0], out_t, out_h, out_w)
+    if over is None:
+        out = first.new_empty(B, weight.shape[0], out_t, out_h, out_w)
+    else:
+        assert over.shape == (B, weight.shape[0], out_t, H, W) and (sh, sw) == (1, 1) and top == (kh - 1) // 2
+        out = over
+    pending: tuple[int, Tensor] | None = None  # output rows not written yet (when writing over the input)
+    free = 0  # input rows below this are read by no band any more
     for o0 in range(0, out_h, rows):
         o1 = min(out_h, o0 + rows)
         band, pad_w = _band(frame, num_frames, o0 * sh, (o1 - 1) * sh + kh, padding)
         if kernel == "native":  # the band is smaller than the whole: F.conv3d keeps the native kernel
-            out[:, :, :, o0:o1] = F.conv3d(band, weight, bias, stride, (0, 0, pad_w))
+            y = F.conv3d(band, weight, bias, stride, (0, 0, pad_w))
         else:
-            out[:, :, :, o0:o1] = torch.mkldnn_convolution(band, weight, bias, (0, 0, pad_w), stride, (1, 1, 1), 1)
+            y = torch.mkldnn_convolution(band, weight, bias, (0, 0, pad_w), stride, (1, 1, 1), 1)
+        del band
+        if over is None:
+            out[:, :, :, o0:o1] = y
+            continue
+        read_next = H if o1 == out_h else o1 * sh - top  # the first input row the next band reads
+        if before_overwrite is not None and read_next > free:
+            before_overwrite(free, read_next)
+        free = read_next
+        if pending is not None:  # the previous band's rows, all below this band's last row
+            out[:, :, :, pending[0] : pending[0] + pending[1].shape[3]] = pending[1]
+        pending = (o0, y)
+    if pending is not None:
+        out[:, :, :, pending[0] :] = pending[1]
     return out
 
 
