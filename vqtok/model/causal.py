@@ -225,9 +225,13 @@ class FrameGroupNorm(nn.GroupNorm):
     def forward_over_input(self, x: Tensor) -> Tensor:
         """Inference: ``forward(x)`` written over x (the caller gives x up), a few groups of one frame at a time.
         The same values: each group's statistics and scaling are computed alone either way (tested)."""
-        if torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type):  # autocast norms return float32
-            return self.forward(x)
         B, C, T, H, W = x.shape
+        if (
+            torch.is_grad_enabled()
+            or torch.is_autocast_enabled(x.device.type)  # autocast norms return float32
+            or B * C * H * W * x.element_size() <= NORM_PART_BYTES  # a small frame: the plain call (and graph)
+        ):
+            return self.forward(x)
         per_group = C // self.num_groups
         groups = max(1, min(self.num_groups, NORM_PART_BYTES // (B * per_group * H * W * x.element_size())))
         for t in range(T):
