@@ -143,6 +143,9 @@ def run_config(name: str, run: Run) -> dict[str, Any]:
     trainer.update(default_root_dir=root, max_steps=run.batches, val_check_interval=run.batches)
     for logger in trainer["logger"]:
         logger["init_args"]["save_dir"] = root
+    # Each run changes one thing from the recipe the study began with, which averaged no weights (the long run's
+    # EMA of image_v2.yaml came out of the study's own ema_weights run): averaging only where a run adds it.
+    trainer["callbacks"] = [c for c in trainer["callbacks"] if not c["class_path"].endswith("WeightAveraging")]
     for callback in trainer["callbacks"]:
         if callback["class_path"].endswith("ModelCheckpoint"):
             callback["init_args"].update(dirpath=f"{root}/checkpoints", every_n_train_steps=200)
