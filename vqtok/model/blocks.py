@@ -49,23 +49,27 @@ class ResnetBlock(nn.Module):
         """``forward(x)`` for a caller that gives x up (video inference, the frame pipeline): a block that changes
         the width takes its skip first, then normalises x in place, so x and a normalised copy of it are never
         both alive. The same values (the skip and the first conv do not depend on each other)."""
-        if torch.is_grad_enabled() or not self.video or isinstance(self.skip, nn.Identity):
+        if torch.is_grad_enabled() or not self.video:
             return self(x)
+        return self._video_inference(x, x_given_up=True)
+
+    def _video_inference(self, x: Tensor, x_given_up: bool) -> Tensor:
+        """Inference on large frames: each step written over the last, so x and one more frame at a time."""
         assert isinstance(self.norm1, FrameGroupNorm) and isinstance(self.norm2, FrameGroupNorm)
         assert isinstance(self.conv1, CausalConv3d) and isinstance(self.conv2, CausalConv3d)
-        skip = self.skip(x)
-        h = self.conv1.forward_over_input(F.silu(self.norm1.forward_over_input(x), inplace=True))
+        skip = None
+        if x_given_up and not isinstance(self.skip, nn.Identity):
+            skip, h = self.skip(x), self.norm1.forward_over_input(x)
+        else:
+            h = self.norm1(x)
+        h = self.conv1.forward_over_input(F.silu(h, inplace=True))
         h = self.conv2.forward_over_input(F.silu(self.norm2.forward_over_input(h), inplace=True))
-        return h.add_(skip)
+        return h.add_(self.skip(x) if skip is None else skip)
 
     def _forward(self, x: Tensor) -> Tensor:
         inplace = not torch.is_grad_enabled()  # inference: reuse the fresh norm/conv outputs, no new activations
-        if inplace and self.video:  # large frames: each step written over the last, so x and one more at a time
-            assert isinstance(self.conv1, CausalConv3d) and isinstance(self.conv2, CausalConv3d)
-            assert isinstance(self.norm2, FrameGroupNorm)
-            h = self.conv1.forward_over_input(F.silu(self.norm1(x), inplace=True))
-            h = self.conv2.forward_over_input(F.silu(self.norm2.forward_over_input(h), inplace=True))
-            return h.add_(self.skip(x))
+        if inplace and self.video:
+            return self._video_inference(x, x_given_up=False)
         h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
         h = F.silu(self.norm2(h), inplace=inplace)  # conv1's output is freed here, before conv2 allocates its own
         h = self.conv2(h)

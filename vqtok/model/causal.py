@@ -74,7 +74,9 @@ class CausalConv3d(nn.Conv3d):
             return self._conv(torch.cat([context, x], dim=2) if context.shape[2] else x)
         out = self._sliced(context, x)
         if keep:
-            self._keep_last_frames(context, x)
+            cache = self._cache_for(x)
+            self._keep_last_frames(context, x, cache)
+            self._cache = cache
         return out
 
     def forward_over_input(self, x: Tensor) -> Tensor:
@@ -96,27 +98,21 @@ class CausalConv3d(nn.Conv3d):
             or self.spatial_padding != (k // 2,) * 4
         ):
             return self.forward(x)
-        c, n = context.shape[2], x.shape[2]
-        tc = self.time_context
+        c = context.shape[2]
 
         def frame(i: int) -> Tensor:  # (B, C_in, H, W): frame i of [context, x]
             return context[:, :, i] if i < c else x[:, :, i - c]
 
-        cache = self._cache
-        if self.streaming and tc > 0 and (cache is None or cache.shape != (*x.shape[:2], tc, *x.shape[3:])):
-            cache = x.new_empty(*x.shape[:2], tc, *x.shape[3:])  # filled band by band below
-        elif not self.streaming:
-            cache = None
+        cache = self._cache_for(x) if self.streaming and self.time_context > 0 else None
 
         def keep_rows(r0: int, r1: int) -> None:  # the stream's last frames, rows [r0, r1), before x's are lost
-            if cache is None:
-                return
-            for j in range(tc):  # frame j takes frame c + n - tc + j >= j: never one this loop has overwritten
-                cache[:, :, j, r0:r1].copy_(frame(c + n - tc + j)[:, :, r0:r1])
+            if cache is not None:
+                self._keep_last_frames(context, x, cache, slice(r0, r1))
 
         stride = (1, 1, 1)
-        conv3d_in_row_bands(frame, c + n, self.weight, self.bias, stride, self.spatial_padding, kernel, x, keep_rows)
-        self._cache = cache
+        conv3d_in_row_bands(frame, c + 1, self.weight, self.bias, stride, self.spatial_padding, kernel, x, keep_rows)
+        if cache is not None:
+            self._cache = cache
         return x
 
     def _conv(self, x: Tensor) -> Tensor:
@@ -126,18 +122,22 @@ class CausalConv3d(nn.Conv3d):
             return F.conv3d(x, self.weight, self.bias, self.stride, (0, top, left))
         return F.conv3d(F.pad(x, self.spatial_padding), self.weight, self.bias, self.stride)
 
-    def _keep_last_frames(self, context: Tensor, x: Tensor) -> None:
-        """Inference: the stream's cache becomes the last ``time_context`` frames of [context, x], written into
-        the cache in place when it has the right shape (no second cache alive beside the first)."""
+    def _cache_for(self, x: Tensor) -> Tensor:
+        """Where the stream's last ``time_context`` frames of input like x go: the cache itself when it has the
+        right shape (written in place, no second cache alive beside the first), else a new one (a fresh stream,
+        or a new tile size)."""
+        shape = (*x.shape[:2], self.time_context, *x.shape[3:])
+        cache = self._cache
+        return cache if cache is not None and cache.shape == shape else x.new_empty(shape)
+
+    def _keep_last_frames(self, context: Tensor, x: Tensor, cache: Tensor, rows: slice = slice(None)) -> None:
+        """Inference: rows ``rows`` of the last ``time_context`` frames of [context, x] into ``cache``, which may
+        be the context itself."""
         c, tc = context.shape[2], self.time_context
         frames = c + x.shape[2]
-        cache = self._cache
-        if cache is None or cache.shape != (*x.shape[:2], tc, *x.shape[3:]):  # a fresh stream, or a new tile size
-            self._cache = _frames(context, x, frames - tc, frames).clone()
-            return
         for j in range(tc):  # frame j takes frame frames - tc + j >= j: never one this loop has overwritten
             src = frames - tc + j
-            cache[:, :, j].copy_(context[:, :, src] if src < c else x[:, :, src - c])
+            cache[:, :, j, rows].copy_((context[:, :, src] if src < c else x[:, :, src - c])[:, :, rows])
 
     def _sliced(self, context: Tensor, x: Tensor, step: int = 1) -> Tensor:
         """Inference: the conv over [context, x] along time, ``step`` output frames at a time, into one output.
